@@ -1,0 +1,195 @@
+//! The HTTP surface: `/graphql` (POST and GET, GraphiQL for browsers), `/healthz`, `/readyz`.
+
+pub mod graphiql;
+
+use std::sync::Arc;
+
+use async_graphql::{
+    Request, Response as GqlResponse, Value as ConstValue, parser::types::OperationType,
+};
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+
+use crate::gateway::Gateway;
+
+/// The request header that asks for the list of upstream calls in `extensions.fanout`.
+pub const TRACE_HEADER: &str = "x-fanout-trace";
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// Options of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// Where GraphiQL's scripts and styles are loaded from.
+    pub graphiql_assets: String,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            graphiql_assets: graphiql::DEFAULT_ASSETS.to_owned(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    gw: Arc<Gateway>,
+    opts: Arc<HttpOptions>,
+}
+
+/// Fanout's routes, ready to serve or to nest in another axum application.
+pub fn router(gw: Arc<Gateway>, opts: HttpOptions) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .with_state(AppState {
+            gw,
+            opts: Arc::new(opts),
+        })
+}
+
+async fn graphql_post(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST /graphql takes a JSON body with `Content-Type: application/json`",
+        );
+    }
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not a GraphQL request: {e}"),
+            );
+        }
+    };
+    execute(&st, request, headers).await
+}
+
+async fn graphql_get(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html && !query.contains("query=") {
+        return Html(graphiql::page(&st.opts.graphiql_assets)).into_response();
+    }
+    let request = match async_graphql::http::parse_query_string(&query) {
+        Ok(r) => r,
+        Err(e) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                &format!("bad GraphQL query string: {e}"),
+            );
+        }
+    };
+    if is_mutation(&request) {
+        let mut resp = request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutations must be sent with POST",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    execute(&st, request, headers).await
+}
+
+/// Whether the operation the request selects is a mutation. An unparsable query is left to
+/// the engine, which reports it properly.
+fn is_mutation(request: &Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    doc.operations.iter().any(|(name, op)| {
+        let selected = match (&request.operation_name, name) {
+            (Some(want), Some(name)) => want == name.as_str(),
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        selected && op.node.ty == OperationType::Mutation
+    })
+}
+
+async fn execute(st: &AppState, request: Request, headers: HeaderMap) -> Response {
+    let trace = headers
+        .get(TRACE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !matches!(v, "" | "0" | "false"));
+    let graphql_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(GRAPHQL_RESPONSE));
+    let resp = st.gw.execute(request, headers, trace).await;
+    respond(resp, graphql_json)
+}
+
+/// A request error (parse, validation): no `data`, and errors that have no path.
+fn is_request_error(resp: &GqlResponse) -> bool {
+    resp.data == ConstValue::Null
+        && !resp.errors.is_empty()
+        && resp.errors.iter().all(|e| e.path.is_empty())
+}
+
+fn respond(resp: GqlResponse, graphql_json: bool) -> Response {
+    let request_error = is_request_error(&resp);
+    let mut body = serde_json::Map::new();
+    if !request_error {
+        body.insert("data".into(), resp.data.into_json().unwrap_or_default());
+    }
+    if !resp.errors.is_empty() {
+        body.insert(
+            "errors".into(),
+            serde_json::to_value(&resp.errors).unwrap_or_default(),
+        );
+    }
+    if !resp.extensions.is_empty() {
+        body.insert(
+            "extensions".into(),
+            serde_json::to_value(&resp.extensions).unwrap_or_default(),
+        );
+    }
+    let status = if graphql_json && request_error {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let content_type = if graphql_json {
+        GRAPHQL_RESPONSE
+    } else {
+        "application/json"
+    };
+    let bytes = serde_json::to_vec(&body).expect("JSON values always serialize");
+    (status, [(header::CONTENT_TYPE, content_type)], bytes).into_response()
+}
+
+fn request_error(status: StatusCode, message: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message }] });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,27 @@
+//! Fanout: a GraphQL gateway over REST services.
+//!
+//! A request travels through the modules in this order:
+//!
+//! - [`config`]: command line and `FANOUT_*` environment, typed once.
+//! - [`sdl`]: `schema.graphql` -> checked [`sdl::Bindings`], or diagnostics with positions.
+//! - [`schema`]: bindings -> the async-graphql dynamic schema (validation, introspection).
+//! - [`http`]: `/graphql` and friends; turns an HTTP request into a GraphQL request.
+//! - [`gateway`]: one loaded schema; executes a request.
+//! - [`resolve`]: plans the query and completes every field, concurrently, with deadlines.
+//! - [`upstream`]: renders and sends REST calls; deduplication and batching.
+//! - [`error`]: what a failed field looks like to the client.
+//! - [`server`]: bind, serve, drain.
+//! - [`demo`]: the built-in REST services behind `fanout --demo`.
+
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod resolve;
+pub mod schema;
+pub mod sdl;
+pub mod server;
+pub mod upstream;
+
+pub use gateway::{Gateway, Options};

@@ -1,0 +1,128 @@
+//! The `fanout` binary: parse the command line, load the schema, serve until a signal.
+
+use std::{collections::HashMap, process::ExitCode};
+
+use clap::Parser;
+use fanout::{
+    Gateway,
+    config::{Cli, Command, SchemaArg, ServeArgs},
+    demo, gateway, http, server,
+};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check(arg)) => check(&arg),
+        Some(Command::Print(arg)) => print(&arg),
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+/// Reads and loads the schema file, printing every diagnostic to stderr.
+fn load(
+    arg: &SchemaArg,
+    opts: fanout::Options,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Option<std::sync::Arc<Gateway>> {
+    let file = arg.schema.display().to_string();
+    let source = match std::fs::read_to_string(&arg.schema) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot read {file}: {e}");
+            return None;
+        }
+    };
+    let (result, diags) = match Gateway::load(&source, opts, env) {
+        Ok((gw, warnings)) => (Some(gw), warnings),
+        Err(errors) => (None, errors),
+    };
+    for d in &diags {
+        eprint!("{}", d.render(&file, &source));
+    }
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
+        eprintln!("{file}: {errors} error(s); nothing was served");
+    }
+    result
+}
+
+fn check(arg: &SchemaArg) -> ExitCode {
+    match load(arg, fanout::Options::default(), &gateway::process_env) {
+        Some(_) => {
+            eprintln!("{}: ok", arg.schema.display());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+fn print(arg: &SchemaArg) -> ExitCode {
+    match load(arg, fanout::Options::default(), &gateway::process_env) {
+        Some(gw) => {
+            println!("{}", gw.schema.sdl());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    // The demo's services must outlive the server: keep them bound here.
+    let mut overrides = HashMap::new();
+    let _demo = if args.demo {
+        match demo::start(args.demo_latency).await {
+            Ok(d) => {
+                overrides.extend(d.env());
+                tracing::info!(users = %d.users, orders = %d.orders, catalog = %d.catalog, latency = ?args.demo_latency, "demo REST services started");
+                Some(d)
+            }
+            Err(e) => {
+                eprintln!("error: cannot start the demo services: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let env = move |name: &str| {
+        overrides
+            .get(name)
+            .cloned()
+            .or_else(|| gateway::process_env(name))
+    };
+    let Some(gw) = load(&args.schema, args.options(), &env) else {
+        return ExitCode::FAILURE;
+    };
+    let listener = match TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(
+        "Fanout serving {} on http://{addr}/graphql",
+        args.schema.schema.display()
+    );
+    let app = http::router(gw, args.http_options());
+    match server::serve(listener, app, server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Running a plan: fetch, coerce, and complete values as the GraphQL spec's CompleteValue
+//! does, with every independent piece of work running concurrently.
+
+use std::sync::Arc;
+
+use async_graphql::{
+    Name, PathSegment, Pos, Value as ConstValue,
+    parser::types::{BaseType, Type},
+};
+use futures::future::{BoxFuture, FutureExt, join_all};
+use indexmap::IndexMap;
+use serde_json::{Map, Value as Json};
+use tokio::time::{Instant, timeout_at};
+
+use super::{
+    Exec, coerce,
+    plan::{self, Entry},
+};
+use crate::{
+    error::{ErrorKind, FieldError},
+    sdl::{
+        FieldDef, ObjectDef, RestBinding, Source, TypeKind,
+        template::{Scope, lookup},
+    },
+    upstream::{
+        self,
+        batch::{BatchGroup, BatchKey},
+    },
+};
+
+/// A null reached a non-null position; the nearest nullable parent becomes null. The error
+/// that caused it has already been recorded.
+#[derive(Clone, Copy, Debug)]
+pub struct Propagate;
+
+/// Why a value could not be completed at its own position.
+enum Fail {
+    /// An error at this position, not yet recorded.
+    Error(FieldError),
+    /// A non-null child failed; its error is recorded.
+    Propagated,
+}
+
+/// A response path as a linked list on the stack; turned into a `Vec` only for an error.
+pub struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    seg: Seg<'a>,
+}
+
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Path<'a> {
+    pub fn root(key: &'a str) -> Self {
+        Path {
+            parent: None,
+            seg: Seg::Key(key),
+        }
+    }
+
+    fn key(&'a self, key: &'a str) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            seg: Seg::Key(key),
+        }
+    }
+
+    fn index(&'a self, i: usize) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            seg: Seg::Index(i),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<PathSegment> {
+        let mut out = match self.parent {
+            Some(p) => p.to_vec(),
+            None => Vec::new(),
+        };
+        out.push(match self.seg {
+            Seg::Key(k) => PathSegment::Field(k.to_owned()),
+            Seg::Index(i) => PathSegment::Index(i),
+        });
+        out
+    }
+}
+
+static NULL: Json = Json::Null;
+
+impl Exec {
+    fn record(&self, err: &FieldError, path: &Path<'_>, pos: Pos) {
+        self.error(err.to_server_error(path.to_vec(), pos, self.gw.options.debug_errors));
+    }
+
+    /// Resolves one field of an object (merged from `entries`, all with one response key).
+    pub(super) fn field<'a>(
+        &'a self,
+        field: &'a FieldDef,
+        entries: &'a [&'a Entry],
+        parent: &'a Json,
+        origin: Option<&'a str>,
+        path: &'a Path<'a>,
+    ) -> BoxFuture<'a, Result<ConstValue, Propagate>> {
+        async move {
+            let entry = entries[0];
+            let children: Vec<&Entry> = entries.iter().flat_map(|e| &e.children).collect();
+            match &field.source {
+                Source::Key(key) => {
+                    let value = lookup(parent, key).unwrap_or(&NULL);
+                    self.complete(&field.ty, value, origin, &children, path, entry.pos)
+                        .await
+                }
+                Source::Rest(rest) => {
+                    let origin = Some(rest.upstream_name.as_str());
+                    match self.fetch(rest, &entry.args, parent).await {
+                        Ok(body) => {
+                            let value = if rest.batch.is_some() {
+                                &*body
+                            } else {
+                                lookup(&body, &rest.select).unwrap_or(&NULL)
+                            };
+                            self.complete(&field.ty, value, origin, &children, path, entry.pos)
+                                .await
+                        }
+                        Err(e)
+                            if e.kind == ErrorKind::Http(404) && self.single_object(&field.ty) =>
+                        {
+                            Ok(ConstValue::Null)
+                        }
+                        Err(e) => {
+                            self.record(&e, path, entry.pos);
+                            if field.ty.nullable {
+                                Ok(ConstValue::Null)
+                            } else {
+                                Err(Propagate)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// A nullable field of one object (not a list, not a scalar): a 404 there means "none".
+    fn single_object(&self, ty: &Type) -> bool {
+        match &ty.base {
+            BaseType::Named(n) => {
+                ty.nullable
+                    && matches!(
+                        self.gw.bindings.types.get(n.as_str()).map(|t| &t.kind),
+                        Some(TypeKind::Object(_) | TypeKind::Interface(_) | TypeKind::Union(_))
+                    )
+            }
+            BaseType::List(_) => false,
+        }
+    }
+
+    fn complete<'a>(
+        &'a self,
+        ty: &'a Type,
+        json: &'a Json,
+        origin: Option<&'a str>,
+        sel: &'a [&'a Entry],
+        path: &'a Path<'a>,
+        pos: Pos,
+    ) -> BoxFuture<'a, Result<ConstValue, Propagate>> {
+        async move {
+            let result = self
+                .complete_inner(&ty.base, json, origin, sel, path, pos)
+                .await;
+            let fail = match result {
+                Ok(ConstValue::Null) if !ty.nullable => Fail::Error(FieldError::bad_response(
+                    origin,
+                    "a non-null field has no value",
+                )),
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            if let Fail::Error(e) = fail {
+                self.record(&e, path, pos);
+            }
+            if ty.nullable {
+                Ok(ConstValue::Null)
+            } else {
+                Err(Propagate)
+            }
+        }
+        .boxed()
+    }
+
+    async fn complete_inner(
+        &self,
+        base: &BaseType,
+        json: &Json,
+        origin: Option<&str>,
+        sel: &[&Entry],
+        path: &Path<'_>,
+        pos: Pos,
+    ) -> Result<ConstValue, Fail> {
+        let bad = |why: String| Fail::Error(FieldError::bad_response(origin, why));
+        if json.is_null() {
+            return Ok(ConstValue::Null);
+        }
+        let name = match base {
+            BaseType::List(item) => {
+                let Json::Array(items) = json else {
+                    return Err(bad(format!("expected a list, got {}", coerce::kind(json))));
+                };
+                let values = join_all(items.iter().enumerate().map(|(i, v)| async move {
+                    let p = path.index(i);
+                    self.complete(item, v, origin, sel, &p, pos).await
+                }))
+                .await;
+                return values
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(ConstValue::List)
+                    .map_err(|_| Fail::Propagated);
+            }
+            BaseType::Named(name) => name.as_str(),
+        };
+        if let Some(r) = coerce::builtin(name, json) {
+            return r.map_err(bad);
+        }
+        let bindings = &self.gw.bindings;
+        let Some(def) = bindings.types.get(name) else {
+            return Err(bad(format!("unknown type {name}")));
+        };
+        match &def.kind {
+            TypeKind::Scalar => Ok(coerce::custom(json)),
+            TypeKind::Enum(values) => {
+                coerce::enumeration(name, values.iter().map(|v| v.name.as_str()), json).map_err(bad)
+            }
+            TypeKind::Object(obj) => self.object(name, obj, json, origin, sel, path).await,
+            TypeKind::Interface(_) | TypeKind::Union(_) => {
+                let possible = bindings.possible_types(name);
+                let concrete = match json.get("__typename") {
+                    Some(Json::String(t)) if possible.contains(&t.as_str()) => t.as_str(),
+                    Some(Json::String(t)) => {
+                        return Err(bad(format!(
+                            "`__typename` {t:?} is not a possible type of {name}"
+                        )));
+                    }
+                    _ if possible.len() == 1 => possible[0],
+                    _ => return Err(bad(format!("an item of {name} has no `__typename`"))),
+                };
+                let obj = bindings
+                    .object(concrete)
+                    .expect("possible types are objects");
+                self.object(concrete, obj, json, origin, sel, path).await
+            }
+            TypeKind::InputObject(_) => Err(bad(format!("{name} is an input type"))),
+        }
+    }
+
+    async fn object(
+        &self,
+        type_name: &str,
+        obj: &ObjectDef,
+        json: &Json,
+        origin: Option<&str>,
+        sel: &[&Entry],
+        path: &Path<'_>,
+    ) -> Result<ConstValue, Fail> {
+        if !json.is_object() {
+            let why = format!(
+                "expected an object for {type_name}, got {}",
+                coerce::kind(json)
+            );
+            return Err(Fail::Error(FieldError::bad_response(origin, why)));
+        }
+        let groups = plan::group(&self.gw.bindings, sel, type_name);
+        let values = join_all(groups.iter().map(|(key, entries)| async move {
+            let name = entries[0].name.as_str();
+            if name == "__typename" {
+                return Ok(ConstValue::String(type_name.to_owned()));
+            }
+            let Some(field) = obj.fields.get(name) else {
+                return Ok(ConstValue::Null);
+            };
+            let p = path.key(key);
+            self.field(field, entries, json, origin, &p).await
+        }))
+        .await;
+        let mut out = IndexMap::with_capacity(values.len());
+        for ((key, _), value) in groups.iter().zip(values) {
+            out.insert(Name::new(key), value.map_err(|_| Fail::Propagated)?);
+        }
+        Ok(ConstValue::Object(out))
+    }
+
+    /// Calls the upstream for a `@rest` field, within the field's deadline.
+    async fn fetch(
+        &self,
+        rest: &RestBinding,
+        args: &Map<String, Json>,
+        parent: &Json,
+    ) -> Result<Arc<Json>, FieldError> {
+        let up = &self.gw.bindings.upstreams[rest.upstream];
+        let scope = Scope {
+            args,
+            parent,
+            keys: None,
+        };
+        let deadline = (Instant::now() + rest.timeout).min(self.deadline);
+        let timeout = || {
+            let after = rest.timeout.min(self.gw.options.request_timeout);
+            FieldError::new(ErrorKind::Timeout(after), Some(&up.name))
+        };
+        let Some(spec) = upstream::render(up, rest, scope, &self.client_headers)? else {
+            return Ok(Arc::new(Json::Null));
+        };
+        let Some(batch) = &rest.batch else {
+            return timeout_at(deadline, self.calls.call(spec))
+                .await
+                .map_err(|_| timeout())?;
+        };
+        let key = batch.key.render_json(scope);
+        let id = format!(
+            "{}\n{}",
+            spec.dedup_key(),
+            serde_json::to_string(args).unwrap_or_default()
+        );
+        let group = Arc::new(BatchGroup {
+            id,
+            spec,
+            query_param: batch.query.clone(),
+            body: rest.body.clone().map(|b| (b, args.clone())),
+            select: rest.select.clone(),
+            match_path: batch.match_path.clone(),
+            max_size: batch.max_size,
+            timeout: rest.timeout,
+        });
+        let load = async {
+            match &key {
+                Json::Array(keys) => {
+                    let keys: Vec<Option<BatchKey>> = keys
+                        .iter()
+                        .map(|k| BatchKey::new(group.clone(), k))
+                        .collect();
+                    let found = self
+                        .loader
+                        .load_many(keys.iter().flatten().cloned())
+                        .await?;
+                    let mut items = Vec::with_capacity(keys.len());
+                    for k in &keys {
+                        let item = match k.as_ref().and_then(|k| found.get(k)) {
+                            Some(Ok(Some(item))) => (**item).clone(),
+                            Some(Err(e)) => return Err(e.clone()),
+                            _ => Json::Null,
+                        };
+                        items.push(item);
+                    }
+                    Ok(Arc::new(Json::Array(items)))
+                }
+                single => {
+                    let Some(k) = BatchKey::new(group.clone(), single) else {
+                        return Ok(Arc::new(Json::Null));
+                    };
+                    match self.loader.load_one(k).await? {
+                        Some(Ok(Some(item))) => Ok(item),
+                        Some(Err(e)) => Err(e),
+                        _ => Ok(Arc::new(Json::Null)),
+                    }
+                }
+            }
+        };
+        timeout_at(deadline, load).await.map_err(|_| timeout())?
+    }
+}

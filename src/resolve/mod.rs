@@ -1,0 +1,191 @@
+//! Field resolution: Fanout's own executor, run inside async-graphql's.
+//!
+//! The engine parses and validates the query and answers introspection. It then calls
+//! [`root_field`] for each root field. That resolver plans the field's whole subtree
+//! ([`plan`]) and runs it ([`complete`]): every field whose inputs are ready starts at once,
+//! batch fields go through one DataLoader per request, every `@rest` field has its deadline,
+//! and failures become errors with `path` and `extensions.code`, with nulls propagated as the
+//! GraphQL spec says. The engine resolves nothing below the root: the finished values are put
+//! into the response by [`Exec::finish`], in the query's field order. This sidesteps two
+//! traits of async-graphql's dynamic schemas: nested fields resolve one after another, and a
+//! resolver's `Err` drops the field instead of nulling it.
+
+mod coerce;
+mod complete;
+pub mod plan;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use async_graphql::{
+    Context, Name, PathSegment, Response, ServerError, Value as ConstValue,
+    dataloader::{DataLoader, HashMapCache},
+    dynamic::{FieldFuture, FieldValue, ResolverContext},
+    parser::types::OperationType,
+};
+use http::HeaderMap;
+use indexmap::IndexMap;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::{
+    gateway::Gateway,
+    upstream::{Calls, Trace, batch::BatchLoader},
+};
+pub use complete::Propagate;
+use plan::{Entry, Planner};
+
+/// The state of one client request.
+pub struct Exec {
+    gw: Arc<Gateway>,
+    client_headers: HeaderMap,
+    /// No field outlives this.
+    deadline: Instant,
+    calls: Calls,
+    loader: DataLoader<BatchLoader, HashMapCache>,
+    errors: Mutex<Vec<ServerError>>,
+    roots: OnceLock<IndexMap<String, Vec<Entry>>>,
+    /// Root response keys already taken by a resolver, with their values once done.
+    results: Mutex<IndexMap<String, Option<Result<ConstValue, Propagate>>>>,
+    _cancel: DropGuard,
+}
+
+impl Exec {
+    pub fn new(gw: Arc<Gateway>, client_headers: HeaderMap, trace: bool) -> Self {
+        let trace: Trace = trace.then(Default::default);
+        let cancel = CancellationToken::new();
+        let loader = BatchLoader {
+            http: gw.http.clone(),
+            trace: trace.clone(),
+            cancel: cancel.clone(),
+        };
+        Exec {
+            deadline: Instant::now() + gw.options.request_timeout,
+            calls: Calls::new(gw.http.clone(), trace),
+            loader: DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default()),
+            gw,
+            client_headers,
+            errors: Mutex::new(Vec::new()),
+            roots: OnceLock::new(),
+            results: Mutex::new(IndexMap::new()),
+            _cancel: cancel.drop_guard(),
+        }
+    }
+
+    async fn resolve_root(&self, ctx: &Context<'_>) {
+        let key = ctx.item.node.response_key().node.to_string();
+        let bindings = &self.gw.bindings;
+        let root_type = match ctx.query_env.operation.node.ty {
+            OperationType::Mutation => bindings.mutation.as_deref().unwrap_or_default(),
+            _ => bindings.query.as_str(),
+        };
+        let roots = self.roots.get_or_init(|| {
+            Planner {
+                bindings,
+                operation: &ctx.query_env.operation.node,
+                fragments: &ctx.query_env.fragments,
+                variables: &ctx.query_env.variables,
+            }
+            .roots(root_type)
+        });
+        {
+            // A response key can appear more than once (fragments): the first resolver for
+            // it resolves the merged selection, the others have nothing to do.
+            let mut results = self.results.lock().expect("results lock poisoned");
+            if results.contains_key(&key) {
+                return;
+            }
+            results.insert(key.clone(), None);
+        }
+        let (Some(entries), Some(root)) = (roots.get(&key), bindings.object(root_type)) else {
+            return;
+        };
+        let Some(field) = root.fields.get(&entries[0].name) else {
+            return;
+        };
+        let refs: Vec<&Entry> = entries.iter().collect();
+        let path = complete::Path::root(&key);
+        let value = self
+            .field(field, &refs, &serde_json::Value::Null, None, &path)
+            .await;
+        let mut results = self.results.lock().expect("results lock poisoned");
+        results.insert(key, Some(value));
+    }
+
+    fn error(&self, err: ServerError) {
+        self.errors.lock().expect("errors lock poisoned").push(err);
+    }
+
+    /// Puts Fanout's values into the engine's response: the query's order, nulls propagated
+    /// to the root where needed, Fanout's errors, and the trace when asked for.
+    pub fn finish(&self, mut resp: Response) -> Response {
+        let results = std::mem::take(&mut *self.results.lock().expect("results lock poisoned"));
+        if let Some(roots) = self.roots.get() {
+            let mut engine = match std::mem::take(&mut resp.data) {
+                ConstValue::Object(map) => map,
+                _ => Default::default(),
+            };
+            let mut data = IndexMap::new();
+            let mut null_data = false;
+            for key in roots.keys() {
+                let name = Name::new(key);
+                match results.get(key) {
+                    Some(Some(Ok(v))) => {
+                        data.insert(name, v.clone());
+                    }
+                    Some(Some(Err(Propagate))) => null_data = true,
+                    Some(None) => {}
+                    None => {
+                        if let Some(v) = engine.shift_remove(&name) {
+                            data.insert(name, v);
+                        }
+                    }
+                }
+            }
+            resp.data = if null_data {
+                ConstValue::Null
+            } else {
+                ConstValue::Object(data)
+            };
+            // Fanout's root resolvers hand the engine no value; for a non-null root field
+            // the engine reports that. The real outcome is in Fanout's own errors.
+            resp.errors.retain(|e| {
+                !(e.message.starts_with("internal: non-null types require a return value")
+                    && matches!(e.path.as_slice(), [PathSegment::Field(k)] if results.contains_key(k)))
+            });
+        }
+        let mut ours = std::mem::take(&mut *self.errors.lock().expect("errors lock poisoned"));
+        ours.sort_by(|a, b| path_order(&a.path, &b.path));
+        resp.errors.extend(ours);
+        if let Some(trace) = &self.calls.trace {
+            let calls = trace.lock().expect("trace lock poisoned");
+            let value = serde_json::json!({ "calls": *calls });
+            let mut ext = BTreeMap::new();
+            ext.insert(
+                "fanout".to_owned(),
+                ConstValue::from_json(value).unwrap_or_default(),
+            );
+            resp.extensions.extend(ext);
+        }
+        resp
+    }
+}
+
+fn path_order(a: &[PathSegment], b: &[PathSegment]) -> std::cmp::Ordering {
+    let seg = |s: &PathSegment| match s {
+        PathSegment::Field(f) => (0, f.clone(), 0),
+        PathSegment::Index(i) => (1, String::new(), *i),
+    };
+    a.iter().map(seg).cmp(b.iter().map(seg))
+}
+
+/// The resolver of every root field. See the module documentation.
+pub fn root_field(ctx: ResolverContext<'_>) -> FieldFuture<'_> {
+    FieldFuture::new(async move {
+        let exec = ctx.data::<Arc<Exec>>()?;
+        exec.resolve_root(ctx.ctx).await;
+        Ok(None::<FieldValue>)
+    })
+}

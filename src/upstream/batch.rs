@@ -1,0 +1,193 @@
+//! Batching: N keyed lookups of one field become a few calls.
+//!
+//! Every parent asks the per-request DataLoader for its key. The loader gathers the keys of
+//! one tick, and [`BatchLoader::load`] groups them by [`BatchGroup`] (same upstream request
+//! but for the keys), sorts them, sends chunks of at most `maxSize` concurrently, and matches
+//! the items of each response back to their keys by the value at `match`.
+
+use std::{
+    cmp::Ordering,
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    sync::Arc,
+    time::Duration,
+};
+
+use async_graphql::dataloader::Loader;
+use serde_json::{Map, Value as Json};
+use tokio_util::sync::CancellationToken;
+
+use super::{CallSpec, Trace, send};
+use crate::{
+    error::{ErrorKind, FieldError},
+    sdl::template::{Scope, Template, lookup, push_text},
+};
+
+/// Everything about a batched call except its keys. Two lookups batch together exactly when
+/// their groups have the same `id`.
+#[derive(Debug)]
+pub struct BatchGroup {
+    pub id: String,
+    pub spec: CallSpec,
+    pub query_param: Option<String>,
+    /// The body template with the field's arguments; `{batch.keys}` is filled per chunk.
+    pub body: Option<(Template, Map<String, Json>)>,
+    pub select: Vec<String>,
+    pub match_path: Vec<String>,
+    pub max_size: usize,
+    pub timeout: Duration,
+}
+
+/// One key of one group. Equal keys (by their text) are fetched once.
+#[derive(Clone, Debug)]
+pub struct BatchKey {
+    pub group: Arc<BatchGroup>,
+    pub text: Arc<str>,
+    pub json: Json,
+}
+
+impl BatchKey {
+    /// `None` for a null key: it matches nothing and is not sent.
+    pub fn new(group: Arc<BatchGroup>, json: &Json) -> Option<Self> {
+        let text = key_text(json)?;
+        Some(BatchKey {
+            group,
+            text: text.into(),
+            json: json.clone(),
+        })
+    }
+}
+
+impl PartialEq for BatchKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.group.id == other.group.id
+    }
+}
+
+impl Eq for BatchKey {}
+
+impl Hash for BatchKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.group.id.hash(state);
+        self.text.hash(state);
+    }
+}
+
+fn key_text(json: &Json) -> Option<String> {
+    match json {
+        Json::Null | Json::Array(_) | Json::Object(_) => None,
+        other => {
+            let mut s = String::new();
+            push_text(&mut s, other);
+            Some(s)
+        }
+    }
+}
+
+/// Numbers in numeric order, anything else as text.
+fn key_order(a: &BatchKey, b: &BatchKey) -> Ordering {
+    match (a.text.parse::<f64>(), b.text.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        _ => a.text.cmp(&b.text),
+    }
+}
+
+/// What one key gets: its item (`Ok(None)` when the upstream has none) or its chunk's error.
+pub type Item = Result<Option<Arc<Json>>, FieldError>;
+
+/// The per-request loader. `cancel` fires when the client request is over, so a batch that
+/// only it needed stops at once.
+pub struct BatchLoader {
+    pub http: reqwest::Client,
+    pub trace: Trace,
+    pub cancel: CancellationToken,
+}
+
+impl Loader<BatchKey> for BatchLoader {
+    type Value = Item;
+    type Error = FieldError;
+
+    async fn load(&self, keys: &[BatchKey]) -> Result<HashMap<BatchKey, Item>, FieldError> {
+        let mut groups: HashMap<&str, Vec<&BatchKey>> = HashMap::new();
+        for k in keys {
+            groups.entry(&k.group.id).or_default().push(k);
+        }
+        let mut chunks = Vec::new();
+        for (_, mut ks) in groups {
+            ks.sort_by(|a, b| key_order(a, b));
+            let size = ks[0].group.max_size;
+            chunks.extend(ks.chunks(size).map(<[&BatchKey]>::to_vec));
+        }
+        let work = futures::future::join_all(chunks.into_iter().map(|c| self.chunk(c)));
+        let results = tokio::select! {
+            r = work => r,
+            _ = self.cancel.cancelled() => return Ok(HashMap::new()),
+        };
+        Ok(results.into_iter().flatten().collect())
+    }
+}
+
+impl BatchLoader {
+    async fn chunk(&self, keys: Vec<&BatchKey>) -> Vec<(BatchKey, Item)> {
+        let group = &keys[0].group;
+        let mut spec = group.spec.clone();
+        let texts: Vec<&str> = keys.iter().map(|k| &*k.text).collect();
+        if let Some(param) = &group.query_param {
+            spec.url
+                .query_pairs_mut()
+                .append_pair(param, &texts.join(","));
+        }
+        if let Some((template, args)) = &group.body {
+            let key_json = Json::Array(keys.iter().map(|k| k.json.clone()).collect());
+            let scope = Scope {
+                args,
+                parent: &Json::Null,
+                keys: Some(&key_json),
+            };
+            spec.body = Some(template.render_json(scope));
+        }
+        let up = spec.upstream.clone();
+        let call = send(
+            self.http.clone(),
+            spec,
+            self.trace.clone(),
+            Some(keys.len()),
+        );
+        let result = match tokio::time::timeout(group.timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(FieldError::new(
+                ErrorKind::Timeout(group.timeout),
+                Some(&up),
+            )),
+        };
+        let body = match result {
+            Ok(body) => body,
+            Err(e) => {
+                return keys
+                    .into_iter()
+                    .map(|k| (k.clone(), Err(e.clone())))
+                    .collect();
+            }
+        };
+        let Some(Json::Array(items)) = lookup(&body, &group.select) else {
+            let e = FieldError::bad_response(Some(&up), "a batch response must be a JSON list");
+            return keys
+                .into_iter()
+                .map(|k| (k.clone(), Err(e.clone())))
+                .collect();
+        };
+        let mut found: HashMap<String, Arc<Json>> = HashMap::new();
+        for item in items {
+            let Some(text) = lookup(item, &group.match_path).and_then(key_text) else {
+                continue;
+            };
+            // The first item for a key wins; items for keys nobody asked for are ignored.
+            if texts.contains(&text.as_str()) {
+                found.entry(text).or_insert_with(|| Arc::new(item.clone()));
+            }
+        }
+        keys.into_iter()
+            .map(|k| (k.clone(), Ok(found.get(&*k.text).cloned())))
+            .collect()
+    }
+}

@@ -1,0 +1,313 @@
+//! Upstream calls: templated requests, one shared HTTP client, deduplication and batching.
+//!
+//! [`render`] turns a field's `@rest` binding into a concrete [`CallSpec`]; [`Calls`] sends
+//! it, making identical GETs of one client request only once; [`batch`] turns many keyed
+//! lookups into few calls through async-graphql's DataLoader.
+
+pub mod batch;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::{
+    FutureExt,
+    future::{BoxFuture, WeakShared},
+};
+use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::Value as Json;
+use url::Url;
+
+use crate::{
+    error::{ErrorKind, FieldError},
+    sdl::{HeaderRule, RestBinding, Upstream, template::Scope},
+};
+
+/// The most of an upstream's error body kept for debug errors.
+const DETAIL_BYTES: usize = 300;
+
+/// One concrete upstream request.
+#[derive(Clone, Debug)]
+pub struct CallSpec {
+    pub upstream: Arc<str>,
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Option<Json>,
+}
+
+impl CallSpec {
+    /// Identical GETs share this key: method, URL and every header sent.
+    pub(crate) fn dedup_key(&self) -> String {
+        let mut headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}:{}", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        headers.sort();
+        format!("{} {}\n{}", self.method, self.url, headers.join("\n"))
+    }
+}
+
+/// What the `x-fanout-trace` extension shows about one upstream call.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    pub upstream: String,
+    pub method: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub duration_ms: f64,
+    pub deduplicated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
+/// Where call records go when the client asked for a trace.
+pub type Trace = Option<Arc<Mutex<Vec<CallRecord>>>>;
+
+fn record(trace: &Trace, rec: CallRecord) {
+    if let Some(t) = trace {
+        t.lock().expect("trace lock poisoned").push(rec);
+    }
+}
+
+/// Builds the request for one field. `Ok(None)` when a path expression is null or absent:
+/// there is nothing to fetch and the field is null.
+pub fn render(
+    up: &Upstream,
+    rest: &RestBinding,
+    scope: Scope<'_>,
+    client: &HeaderMap,
+) -> Result<Option<CallSpec>, FieldError> {
+    let Some(path) = rest.path.render_path(scope)? else {
+        return Ok(None);
+    };
+    let mut url = format!("{}{}", up.base_url, path);
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    for q in &rest.query {
+        let mut add = |v: &Json| {
+            let mut text = String::new();
+            crate::sdl::template::push_text(&mut text, v);
+            query.append_pair(&q.name, &text);
+            any = true;
+        };
+        match q.value.render_json(scope) {
+            Json::Null => {}
+            Json::Array(items) => match &q.join {
+                Some(sep) => {
+                    let mut joined = Vec::new();
+                    for i in items.iter().filter(|i| !i.is_null()) {
+                        let mut t = String::new();
+                        crate::sdl::template::push_text(&mut t, i);
+                        joined.push(t);
+                    }
+                    add(&Json::String(joined.join(sep)));
+                }
+                None => items.iter().filter(|i| !i.is_null()).for_each(&mut add),
+            },
+            v => add(&v),
+        }
+    }
+    if any {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&query.finish());
+    }
+    let url = Url::parse(&url).map_err(|e| {
+        FieldError::bad_input("the request URL could not be built").with_detail(e.to_string())
+    })?;
+    let mut headers = HeaderMap::new();
+    for rule in up.headers.iter().chain(&rest.headers) {
+        match rule {
+            HeaderRule::Value { name, value } => {
+                let text = value.render_text(scope);
+                let v = HeaderValue::from_str(&text).map_err(|_| {
+                    FieldError::bad_input(format!("a value for header `{name}` is not allowed"))
+                })?;
+                headers.insert(name.clone(), v);
+            }
+            HeaderRule::From { name, from } => {
+                if let Some(v) = client.get(from) {
+                    headers.insert(name.clone(), v.clone());
+                }
+            }
+        }
+    }
+    let body = rest.body.as_ref().map(|b| b.render_json(scope));
+    if body.is_some() {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    Ok(Some(CallSpec {
+        upstream: Arc::from(up.name.as_str()),
+        method: rest.method.clone(),
+        url,
+        headers,
+        body,
+    }))
+}
+
+type CallFuture = BoxFuture<'static, Result<Arc<Json>, FieldError>>;
+
+/// A GET of this client request: still running (weak, so that a call nobody waits for any
+/// more is dropped with its connection), or answered.
+enum Get {
+    InFlight(WeakShared<CallFuture>),
+    Done(Result<Arc<Json>, FieldError>),
+}
+
+/// The upstream calls of one client request.
+pub struct Calls {
+    http: reqwest::Client,
+    gets: Mutex<HashMap<String, Get>>,
+    pub trace: Trace,
+}
+
+impl Calls {
+    pub fn new(http: reqwest::Client, trace: Trace) -> Self {
+        Calls {
+            http,
+            gets: Mutex::new(HashMap::new()),
+            trace,
+        }
+    }
+
+    /// Sends `spec`, or joins an identical GET already made for this client request.
+    pub async fn call(&self, spec: CallSpec) -> Result<Arc<Json>, FieldError> {
+        if spec.method != Method::GET {
+            return send(self.http.clone(), spec, self.trace.clone(), None).await;
+        }
+        let key = spec.dedup_key();
+        let shared = {
+            let mut gets = self.gets.lock().expect("dedup lock poisoned");
+            let existing = match gets.get(&key) {
+                Some(Get::Done(result)) => Some(Err(result.clone())),
+                Some(Get::InFlight(weak)) => weak.upgrade().map(Ok),
+                None => None,
+            };
+            match existing {
+                Some(found) => {
+                    record(
+                        &self.trace,
+                        CallRecord {
+                            upstream: spec.upstream.to_string(),
+                            method: spec.method.to_string(),
+                            path: spec.url.path().to_owned(),
+                            batch_size: None,
+                            status: None,
+                            duration_ms: 0.0,
+                            deduplicated: true,
+                            error: None,
+                        },
+                    );
+                    match found {
+                        Ok(shared) => shared,
+                        Err(done) => return done,
+                    }
+                }
+                None => {
+                    let fut: CallFuture =
+                        send(self.http.clone(), spec, self.trace.clone(), None).boxed();
+                    let fut = fut.shared();
+                    if let Some(weak) = fut.downgrade() {
+                        gets.insert(key.clone(), Get::InFlight(weak));
+                    }
+                    fut
+                }
+            }
+        };
+        let result = shared.await;
+        let mut gets = self.gets.lock().expect("dedup lock poisoned");
+        gets.insert(key, Get::Done(result.clone()));
+        result
+    }
+}
+
+/// Sends one request and reads its JSON. Errors name the upstream; URLs and bodies go only
+/// into `detail`, which clients see with debug errors on.
+pub async fn send(
+    http: reqwest::Client,
+    spec: CallSpec,
+    trace: Trace,
+    batch_size: Option<usize>,
+) -> Result<Arc<Json>, FieldError> {
+    let start = Instant::now();
+    let up = spec.upstream.clone();
+    let mut status = None;
+    let result = async {
+        let mut req = http
+            .request(spec.method.clone(), spec.url.clone())
+            .headers(spec.headers.clone());
+        if let Some(body) = &spec.body {
+            req = req.body(serde_json::to_vec(body).expect("JSON values always serialize"));
+        }
+        let resp = req.send().await.map_err(|e| transport_error(&up, &e))?;
+        status = Some(resp.status().as_u16());
+        let ok = resp.status().is_success();
+        let code = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| transport_error(&up, &e))?;
+        if !ok {
+            let snippet =
+                String::from_utf8_lossy(&bytes[..bytes.len().min(DETAIL_BYTES)]).into_owned();
+            return Err(FieldError::new(ErrorKind::Http(code), Some(&up))
+                .with_detail(format!("{} {}: {snippet}", spec.method, spec.url)));
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Arc::new(Json::Null));
+        }
+        serde_json::from_slice::<Json>(&bytes)
+            .map(Arc::new)
+            .map_err(|e| {
+                FieldError::bad_response(Some(&up), "the body is not JSON")
+                    .with_detail(format!("{} {}: {e}", spec.method, spec.url))
+            })
+    }
+    .await;
+    record(
+        &trace,
+        CallRecord {
+            upstream: up.to_string(),
+            method: spec.method.to_string(),
+            path: spec.url.path().to_owned(),
+            batch_size,
+            status,
+            duration_ms: elapsed_ms(start),
+            deduplicated: false,
+            error: result.as_ref().err().map(FieldError::code),
+        },
+    );
+    result
+}
+
+fn transport_error(up: &str, e: &reqwest::Error) -> FieldError {
+    let why = if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the connection closed before the response was complete"
+    } else {
+        "the request failed"
+    };
+    FieldError::new(ErrorKind::Unavailable(why), Some(up)).with_detail(format!("{e:?}"))
+}
+
+fn elapsed_ms(start: Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The shared HTTP client: no redirects followed (a redirect could leave the upstream's host).
+pub fn client(connect_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .expect("the HTTP client's settings are valid")
+}
