@@ -1,0 +1,4 @@
+//! Fanout's integration tests: one binary, real HTTP servers on loopback.
+
+mod smoke;
+mod support;
