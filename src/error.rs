@@ -112,7 +112,7 @@ impl FieldError {
 /// `1500ms` -> "1.5s", `800ms` -> "800ms": durations as a schema author writes them.
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms >= 1000 && ms % 100 == 0 {
+    if ms >= 1000 && ms.is_multiple_of(100) {
         format!("{}s", d.as_secs_f64())
     } else {
         format!("{ms}ms")

@@ -29,7 +29,7 @@ pub fn builtin(name: &str, json: &Json) -> Option<Result<ConstValue, String>> {
 fn int(n: &serde_json::Number) -> Result<ConstValue, String> {
     if let Some(i) = n.as_i64() {
         return i32::try_from(i)
-            .map(|i| ConstValue::from(i))
+            .map(ConstValue::from)
             .map_err(|_| format!("{i} is out of range for Int"));
     }
     match n.as_f64() {
