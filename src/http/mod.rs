@@ -95,14 +95,9 @@ async fn graphql_get(
     if wants_html && !query.contains("query=") {
         return Html(graphiql::page(&st.opts.graphiql_assets)).into_response();
     }
-    let request = match async_graphql::http::parse_query_string(&query) {
+    let request = match parse_get(&query) {
         Ok(r) => r,
-        Err(e) => {
-            return request_error(
-                StatusCode::BAD_REQUEST,
-                &format!("bad GraphQL query string: {e}"),
-            );
-        }
+        Err(e) => return request_error(StatusCode::BAD_REQUEST, &e),
     };
     if is_mutation(&request) {
         let mut resp = request_error(
@@ -114,6 +109,36 @@ async fn graphql_get(
         return resp;
     }
     execute(&st, request, headers).await
+}
+
+/// A GraphQL-over-HTTP GET: `query`, `operationName`, `variables` and `extensions` (JSON).
+fn parse_get(query_string: &str) -> Result<Request, String> {
+    let mut query = None;
+    let mut request_extras = (None, None);
+    for (k, v) in url::form_urlencoded::parse(query_string.as_bytes()) {
+        match &*k {
+            "query" => query = Some(v.into_owned()),
+            "operationName" if !v.is_empty() => request_extras.0 = Some(v.into_owned()),
+            "variables" if !v.is_empty() => request_extras.1 = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let Some(query) = query else {
+        return Err("GET /graphql needs a `query` parameter".into());
+    };
+    let mut request = Request::new(query);
+    if let Some(name) = request_extras.0 {
+        request = request.operation_name(name);
+    }
+    if let Some(vars) = request_extras.1 {
+        let json: serde_json::Value =
+            serde_json::from_str(&vars).map_err(|e| format!("`variables` is not JSON: {e}"))?;
+        if !json.is_object() {
+            return Err("`variables` must be a JSON object".into());
+        }
+        request = request.variables(async_graphql::Variables::from_json(json));
+    }
+    Ok(request)
 }
 
 /// Whether the operation the request selects is a mutation. An unparsable query is left to

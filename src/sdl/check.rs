@@ -206,6 +206,7 @@ impl Checker<'_, '_> {
         }
         let hint = match did_you_mean(name, known) {
             Some(s) => format!("did you mean `@{s}`?"),
+            None if known.is_empty() => "Fanout's directives go on the schema and on fields; declare your own with `directive @NAME on ...`".to_owned(),
             None => format!("Fanout knows {} here", list(known, "@")),
         };
         self.error(dir.pos, format!("unknown directive `@{name}`"))
@@ -414,7 +415,7 @@ impl Checker<'_, '_> {
             match (a.get("value"), a.get("from")) {
                 (Some(value), None) => {
                     if let Some(value) = self.template(value, "value") {
-                        self.check_exprs(&value, field, "a header value", value_pos(a["value"]));
+                        self.check_exprs(&value, field, "a header value", v);
                         rules.push(HeaderRule::Value { name, value });
                     }
                 }
@@ -453,9 +454,18 @@ impl Checker<'_, '_> {
         t: &Template,
         field: Option<&FieldCtx<'_>>,
         what: &str,
-        pos: async_graphql::Pos,
+        at: &Positioned<ConstValue>,
     ) {
         for e in t.exprs() {
+            // Inside a string argument, point at the expression's `{`; values nested in
+            // objects carry no positions of their own, so those point at the argument.
+            let mut pos = at.pos;
+            if let ConstValue::String(text) = &at.node
+                && let Some(before) = text.get(..e.offset)
+                && text[e.offset..].starts_with('{')
+            {
+                pos.column += 1 + before.chars().count();
+            }
             match (e.root, field) {
                 (_, None) => {}
                 (Root::Args, Some(f)) => {
@@ -518,7 +528,12 @@ impl Checker<'_, '_> {
             }
             for dir in &d.node.directives {
                 let n = dir.node.name.node.to_string();
-                self.unknown_directive(dir, &n, &[]);
+                if n == "rest" || n == "map" {
+                    self.error(dir.pos, format!("`@{n}` belongs on a field, not on a type"))
+                        .hint(format!("move `@{n}(...)` to the field it binds"));
+                } else {
+                    self.unknown_directive(dir, &n, &[]);
+                }
             }
         }
         let kind = match &first.kind {
@@ -806,7 +821,7 @@ impl Checker<'_, '_> {
                     .hint("scheme, host and port come from the upstream's baseUrl; write e.g. \"/users/{args.id}\"");
                 return None;
             }
-            self.check_exprs(&t, Some(f), "path", value_pos(v));
+            self.check_exprs(&t, Some(f), "path", v);
             Some(t)
         });
         let mut query = Vec::new();
@@ -830,7 +845,7 @@ impl Checker<'_, '_> {
                     .and_then(|v| self.string(v, "join"))
                     .map(str::to_owned);
                 if let (Some(name), Some(value)) = (name, value) {
-                    self.check_exprs(&value, Some(f), "a query value", value_pos(v));
+                    self.check_exprs(&value, Some(f), "a query value", v);
                     query.push(QueryParam { name, value, join });
                 }
             }
@@ -841,7 +856,7 @@ impl Checker<'_, '_> {
             .unwrap_or_default();
         let body = a.get("body").and_then(|v| {
             let t = self.template(v, "body")?;
-            self.check_exprs(&t, Some(f), "body", value_pos(v));
+            self.check_exprs(&t, Some(f), "body", v);
             Some(t)
         });
         if let (Some(m), Some(_)) = (&method, a.get("body"))
@@ -933,10 +948,6 @@ impl Checker<'_, '_> {
             max_size,
         })
     }
-}
-
-fn value_pos(v: &Positioned<ConstValue>) -> async_graphql::Pos {
-    v.pos
 }
 
 /// Object-valued arguments carry no positions of their own; use the object's.

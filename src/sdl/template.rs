@@ -31,6 +31,8 @@ pub struct Expr {
     pub root: Root,
     /// Keys below the root: `{args.input.name}` has `["input", "name"]`.
     pub path: Vec<String>,
+    /// Byte offset of the expression's `{` in the template text, for diagnostics.
+    pub offset: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +87,8 @@ impl Template {
                 message,
                 hint,
             })? {
-                Parsed::Expr(expr) => {
+                Parsed::Expr(mut expr) => {
+                    expr.offset = start;
                     if !lit.is_empty() {
                         parts.push(Part::Lit(std::mem::take(&mut lit)));
                     }
@@ -235,6 +238,7 @@ fn parse_expr(
             return Ok(Parsed::Expr(Expr {
                 root: Root::BatchKeys,
                 path: vec![],
+                offset: 0,
             }));
         }
         "" => {
@@ -260,7 +264,11 @@ fn parse_expr(
             "use a dot path of names, e.g. `{parent.author.id}`".into(),
         ));
     }
-    Ok(Parsed::Expr(Expr { root, path }))
+    Ok(Parsed::Expr(Expr {
+        root,
+        path,
+        offset: 0,
+    }))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use async_graphql::dataloader::Loader;
 use serde_json::{Map, Value as Json};
 use tokio_util::sync::CancellationToken;
 
-use super::{CallSpec, Trace, send};
+use super::{CallSpec, Trace, joined_param, send};
 use crate::{
     error::{ErrorKind, FieldError},
     sdl::template::{Scope, Template, lookup, push_text},
@@ -133,9 +133,12 @@ impl BatchLoader {
         let mut spec = group.spec.clone();
         let texts: Vec<&str> = keys.iter().map(|k| &*k.text).collect();
         if let Some(param) = &group.query_param {
-            spec.url
-                .query_pairs_mut()
-                .append_pair(param, &texts.join(","));
+            let keys = joined_param(param, keys.iter().map(|k| &k.json), ",");
+            let query = match spec.url.query() {
+                Some(q) if !q.is_empty() => format!("{q}&{keys}"),
+                _ => keys,
+            };
+            spec.url.set_query(Some(&query));
         }
         if let Some((template, args)) = &group.body {
             let key_json = Json::Array(keys.iter().map(|k| k.json.clone()).collect());

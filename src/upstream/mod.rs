@@ -91,35 +91,23 @@ pub fn render(
         return Ok(None);
     };
     let mut url = format!("{}{}", up.base_url, path);
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    let mut any = false;
+    let mut query = Vec::new();
     for q in &rest.query {
-        let mut add = |v: &Json| {
-            let mut text = String::new();
-            crate::sdl::template::push_text(&mut text, v);
-            query.append_pair(&q.name, &text);
-            any = true;
-        };
         match q.value.render_json(scope) {
             Json::Null => {}
-            Json::Array(items) => match &q.join {
-                Some(sep) => {
-                    let mut joined = Vec::new();
-                    for i in items.iter().filter(|i| !i.is_null()) {
-                        let mut t = String::new();
-                        crate::sdl::template::push_text(&mut t, i);
-                        joined.push(t);
-                    }
-                    add(&Json::String(joined.join(sep)));
+            Json::Array(items) => {
+                let items = items.iter().filter(|i| !i.is_null());
+                match &q.join {
+                    Some(sep) => query.push(joined_param(&q.name, items, sep)),
+                    None => query.extend(items.map(|i| param(&q.name, i))),
                 }
-                None => items.iter().filter(|i| !i.is_null()).for_each(&mut add),
-            },
-            v => add(&v),
+            }
+            v => query.push(param(&q.name, &v)),
         }
     }
-    if any {
+    if !query.is_empty() {
         url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(&query.finish());
+        url.push_str(&query.join("&"));
     }
     let url = Url::parse(&url).map_err(|e| {
         FieldError::bad_input("the request URL could not be built").with_detail(e.to_string())
@@ -152,6 +140,35 @@ pub fn render(
         headers,
         body,
     }))
+}
+
+/// `name=value`, both form-encoded.
+fn param(name: &str, value: &Json) -> String {
+    let mut text = String::new();
+    crate::sdl::template::push_text(&mut text, value);
+    format!("{}={}", encode(name), encode(&text))
+}
+
+/// `name=a,b,c`: each value form-encoded (a `,` inside a value becomes `%2C`), joined by the
+/// separator, which stays readable when it is a `,`.
+pub fn joined_param<'a>(name: &str, values: impl Iterator<Item = &'a Json>, sep: &str) -> String {
+    let sep = if sep == "," {
+        ",".to_owned()
+    } else {
+        encode(sep)
+    };
+    let values: Vec<String> = values
+        .map(|v| {
+            let mut text = String::new();
+            crate::sdl::template::push_text(&mut text, v);
+            encode(&text)
+        })
+        .collect();
+    format!("{}={}", encode(name), values.join(&sep))
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 type CallFuture = BoxFuture<'static, Result<Arc<Json>, FieldError>>;

@@ -1,4 +1,9 @@
 //! Fanout's integration tests: one binary, real HTTP servers on loopback.
 
+mod batching;
+mod demo;
+mod diagnostics;
+mod execution;
+mod http;
 mod smoke;
 mod support;
