@@ -25,9 +25,24 @@ pub enum Command {
     /// Serve the schema (the default).
     Serve(ServeArgs),
     /// Check the schema and print every problem; exits non-zero on an error.
-    Check(SchemaArg),
+    Check(CheckArgs),
     /// Print the client-facing SDL (Fanout's directives removed).
     Print(SchemaArg),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub schema: SchemaArg,
+    /// `human` (source excerpts and hints, on stderr) or `json` (an array on stdout).
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,12 +1,12 @@
 //! The `fanout` binary: parse the command line, load the schema, serve until a signal.
 
-use std::{collections::HashMap, process::ExitCode};
+use std::{collections::HashMap, process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use fanout::{
     Gateway,
-    config::{Cli, Command, SchemaArg, ServeArgs},
-    demo, gateway, http, server,
+    config::{CheckArgs, Cli, Command, Format, SchemaArg, ServeArgs},
+    demo, gateway, http, sdl, server,
 };
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -20,48 +20,83 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check(arg)) => check(&arg),
+        Some(Command::Check(args)) => check(&args),
         Some(Command::Print(arg)) => print(&arg),
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     }
 }
 
-/// Reads and loads the schema file, printing every diagnostic to stderr.
+/// Reads and loads the schema file. Returns the gateway (when there is no error), the
+/// diagnostics, and the source for rendering them.
+fn read_and_load(
+    arg: &SchemaArg,
+    opts: fanout::Options,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<(Option<Arc<Gateway>>, Vec<sdl::Diagnostic>, String), String> {
+    let source = std::fs::read_to_string(&arg.schema)
+        .map_err(|e| format!("error: cannot read {}: {e}", arg.schema.display()))?;
+    Ok(match Gateway::load(&source, opts, env) {
+        Ok((gw, warnings)) => (Some(gw), warnings, source),
+        Err(errors) => (None, errors, source),
+    })
+}
+
+/// Loads the schema for serving or printing; every diagnostic goes to stderr.
 fn load(
     arg: &SchemaArg,
     opts: fanout::Options,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> Option<std::sync::Arc<Gateway>> {
+) -> Option<Arc<Gateway>> {
     let file = arg.schema.display().to_string();
-    let source = match std::fs::read_to_string(&arg.schema) {
-        Ok(s) => s,
+    let (gw, diags, source) = match read_and_load(arg, opts, env) {
+        Ok(loaded) => loaded,
         Err(e) => {
-            eprintln!("error: cannot read {file}: {e}");
+            eprintln!("{e}");
             return None;
         }
-    };
-    let (result, diags) = match Gateway::load(&source, opts, env) {
-        Ok((gw, warnings)) => (Some(gw), warnings),
-        Err(errors) => (None, errors),
     };
     for d in &diags {
         eprint!("{}", d.render(&file, &source));
     }
-    let errors = diags.iter().filter(|d| d.is_error()).count();
-    if errors > 0 {
+    if gw.is_none() {
+        let errors = diags.iter().filter(|d| d.is_error()).count();
         eprintln!("{file}: {errors} error(s); nothing was served");
     }
-    result
+    gw
 }
 
-fn check(arg: &SchemaArg) -> ExitCode {
-    match load(arg, fanout::Options::default(), &gateway::process_env) {
-        Some(_) => {
-            eprintln!("{}: ok", arg.schema.display());
-            ExitCode::SUCCESS
+fn check(args: &CheckArgs) -> ExitCode {
+    let file = args.schema.schema.display().to_string();
+    let (gw, diags, source) = match read_and_load(
+        &args.schema,
+        fanout::Options::default(),
+        &gateway::process_env,
+    ) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
         }
-        None => ExitCode::FAILURE,
+    };
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let warnings = diags.len() - errors;
+    match args.format {
+        Format::Json => {
+            let all: Vec<_> = diags.iter().map(|d| d.to_json(&file)).collect();
+            println!("{}", serde_json::Value::Array(all));
+        }
+        Format::Human => {
+            for d in &diags {
+                eprint!("{}", d.render(&file, &source));
+            }
+            eprintln!("{file}: {errors} error(s), {warnings} warning(s)");
+        }
+    }
+    if gw.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

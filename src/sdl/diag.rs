@@ -2,6 +2,11 @@
 
 use std::fmt;
 
+use codespan_reporting::{
+    diagnostic::{Diagnostic as CsDiagnostic, Label, Severity as CsSeverity},
+    files::SimpleFile,
+    term,
+};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -46,23 +51,65 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 
-    /// `file:line:col: error: message` followed by the source line, a marker and the hint.
+    /// The diagnostic as a compiler shows it: message, `file:line:column`, the source line
+    /// with the problem underlined, and the hint.
     pub fn render(&self, file: &str, source: &str) -> String {
-        let mut out = format!("{file}:{self}\n");
-        if let Some(text) = source.lines().nth(self.line.saturating_sub(1)) {
-            let gutter = self.line.to_string().len();
-            out.push_str(&format!("{:gutter$} |\n{} | {text}\n", "", self.line));
-            out.push_str(&format!(
-                "{:gutter$} | {:>col$}\n",
-                "",
-                "^",
-                col = self.column.max(1)
-            ));
-        }
+        let files = SimpleFile::new(file, source);
+        let start = byte_offset(source, self.line, self.column);
+        let end = start + token_len(&source[start..]);
+        let severity = match self.severity {
+            Severity::Error => CsSeverity::Error,
+            Severity::Warning => CsSeverity::Warning,
+        };
+        let mut diag = CsDiagnostic::new(severity)
+            .with_message(&self.message)
+            .with_labels(vec![Label::primary((), start..end)]);
         if let Some(hint) = &self.hint {
-            out.push_str(&format!("  = help: {hint}\n"));
+            diag = diag.with_notes(vec![format!("help: {hint}")]);
         }
-        out
+        term::emit_into_string(&term::Config::default(), &files, &diag)
+            .unwrap_or_else(|_| format!("{file}:{self}\n"))
+    }
+
+    /// The diagnostic for editors and CI (`fanout check --format json`).
+    pub fn to_json(&self, file: &str) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("diagnostics serialize");
+        v["file"] = serde_json::Value::from(file);
+        v
+    }
+}
+
+/// The byte offset of a one-based line and column (columns count characters).
+fn byte_offset(source: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = source
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let line_start = line_start.min(source.len());
+    let rest = &source[line_start..];
+    let within = rest
+        .char_indices()
+        .nth(column.saturating_sub(1))
+        .map(|(i, _)| i)
+        .unwrap_or(rest.len());
+    line_start + within
+}
+
+/// How much to underline: a name, a quoted string, or one character.
+fn token_len(rest: &str) -> usize {
+    let mut chars = rest.char_indices();
+    match chars.next() {
+        None => 0,
+        Some((_, '"')) => rest[1..].find(['"', '\n']).map(|i| i + 2).unwrap_or(1),
+        Some((_, '{')) => rest.find(['}', '\n']).map(|i| i + 1).unwrap_or(1),
+        Some((_, c)) if c == '@' || c == '_' || c.is_alphanumeric() => rest
+            .char_indices()
+            .skip(1)
+            .find(|(_, c)| !(*c == '_' || c.is_alphanumeric()))
+            .map(|(i, _)| i)
+            .unwrap_or(rest.len()),
+        Some((_, c)) => c.len_utf8(),
     }
 }
 

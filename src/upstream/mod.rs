@@ -27,6 +27,9 @@ use crate::{
     sdl::{HeaderRule, RestBinding, Upstream, template::Scope},
 };
 
+/// The longest URL an HTTP request can carry here (the `http` crate's limit).
+const MAX_URL_BYTES: usize = 65_534;
+
 /// The most of an upstream's error body kept for debug errors.
 const DETAIL_BYTES: usize = 300;
 
@@ -108,6 +111,11 @@ pub fn render(
     if !query.is_empty() {
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str(&query.join("&"));
+    }
+    if url.len() > MAX_URL_BYTES {
+        return Err(FieldError::bad_input(
+            "an argument makes the upstream URL longer than 64 KiB",
+        ));
     }
     let url = Url::parse(&url).map_err(|e| {
         FieldError::bad_input("the request URL could not be built").with_detail(e.to_string())

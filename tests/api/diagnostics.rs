@@ -464,11 +464,20 @@ async fn check_command_fails_with_file_line_column() {
         !out.status.success(),
         "check accepted a broken schema: {stderr}"
     );
-    assert!(
-        stderr.contains(&format!("{file}:3:18: error: unknown type `Usr`")),
-        "{stderr}"
-    );
-    assert!(stderr.contains("did you mean `User`?"), "{stderr}");
+    assert!(stderr.contains("error: unknown type `Usr`"), "{stderr}");
+    assert!(stderr.contains(&format!("{file}:3:18")), "{stderr}");
+    // The source line, with the name underlined, and the hint.
+    assert!(stderr.contains("^^^"), "{stderr}");
+    assert!(stderr.contains("help: did you mean `User`?"), "{stderr}");
+
+    // The same problem as JSON, on stdout, for editors and CI.
+    let out = run(&["check", "--schema", &file, "--format", "json"]).await;
+    assert!(!out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["line"], 3);
+    assert_eq!(json[0]["column"], 18);
+    assert_eq!(json[0]["severity"], "error");
+    assert_eq!(json[0]["file"], file.as_str());
 
     // The fixed file passes.
     std::fs::write(&path, BROKEN.replace("Usr", "User")).unwrap();

@@ -1,9 +1,11 @@
 //! Fanout's integration tests: one binary, real HTTP servers on loopback.
 
 mod batching;
+mod bindings;
 mod demo;
 mod diagnostics;
 mod execution;
 mod http;
 mod smoke;
 mod support;
+mod url_safety;
