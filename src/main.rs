@@ -27,19 +27,26 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Reads and loads the schema file. Returns the gateway (when there is no error), the
-/// diagnostics, and the source for rendering them.
+/// A schema file, read and loaded: the gateway when there is no error, the diagnostics,
+/// and the source to render them against.
+struct Loaded {
+    gw: Option<Arc<Gateway>>,
+    diags: Vec<sdl::Diagnostic>,
+    source: String,
+}
+
 fn read_and_load(
     arg: &SchemaArg,
     opts: fanout::Options,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> Result<(Option<Arc<Gateway>>, Vec<sdl::Diagnostic>, String), String> {
+) -> Result<Loaded, String> {
     let source = std::fs::read_to_string(&arg.schema)
         .map_err(|e| format!("error: cannot read {}: {e}", arg.schema.display()))?;
-    Ok(match Gateway::load(&source, opts, env) {
-        Ok((gw, warnings)) => (Some(gw), warnings, source),
-        Err(errors) => (None, errors, source),
-    })
+    let (gw, diags) = match Gateway::load(&source, opts, env) {
+        Ok((gw, warnings)) => (Some(gw), warnings),
+        Err(errors) => (None, errors),
+    };
+    Ok(Loaded { gw, diags, source })
 }
 
 /// Loads the schema for serving or printing; every diagnostic goes to stderr.
@@ -49,7 +56,7 @@ fn load(
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Option<Arc<Gateway>> {
     let file = arg.schema.display().to_string();
-    let (gw, diags, source) = match read_and_load(arg, opts, env) {
+    let Loaded { gw, diags, source } = match read_and_load(arg, opts, env) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");
