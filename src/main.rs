@@ -75,7 +75,7 @@ fn load(
 
 fn check(args: &CheckArgs) -> ExitCode {
     let file = args.schema.schema.display().to_string();
-    let (gw, diags, source) = match read_and_load(
+    let Loaded { gw, diags, source } = match read_and_load(
         &args.schema,
         fanout::Options::default(),
         &gateway::process_env,
