@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "FANOUT_LISTEN", default_value = "127.0.0.1:4000")]
     pub listen: SocketAddr,
+    /// Reload the schema when the file changes (SIGHUP always reloads it).
+    #[arg(long, env = "FANOUT_WATCH")]
+    pub watch: bool,
     /// Start the built-in demo REST services and serve the schema against them.
     #[arg(long, env = "FANOUT_DEMO")]
     pub demo: bool,

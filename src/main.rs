@@ -6,7 +6,7 @@ use clap::Parser;
 use fanout::{
     Gateway,
     config::{CheckArgs, Cli, Command, Format, SchemaArg, ServeArgs},
-    demo, gateway, http, sdl, server,
+    demo, gateway, http, reload, sdl, server,
 };
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -135,15 +135,27 @@ async fn serve(args: ServeArgs) -> ExitCode {
     } else {
         None
     };
-    let env = move |name: &str| {
+    let env: reload::Env = Arc::new(move |name: &str| {
         overrides
             .get(name)
             .cloned()
             .or_else(|| gateway::process_env(name))
-    };
-    let Some(gw) = load(&args.schema, args.options(), &env) else {
+    });
+    let Some(gw) = load(&args.schema, args.options(), &*env) else {
         return ExitCode::FAILURE;
     };
+    let live = reload::Live::new(gw);
+    let reloader = reload::Reloader {
+        path: args.schema.schema.clone(),
+        options: args.options(),
+        env,
+        live: live.clone(),
+    };
+    #[cfg(unix)]
+    tokio::spawn(reloader.clone().on_sighup());
+    if args.watch {
+        tokio::spawn(reloader.watch(std::time::Duration::from_millis(500)));
+    }
     let listener = match TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -159,7 +171,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         "Fanout serving {} on http://{addr}/graphql",
         args.schema.schema.display()
     );
-    let app = http::router(gw, args.http_options());
+    let app = http::live_router(live, args.http_options());
     match server::serve(listener, app, server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -17,7 +17,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::gateway::Gateway;
+use crate::{gateway::Gateway, reload::Live};
 
 /// The request header that asks for the list of upstream calls in `extensions.fanout`.
 pub const TRACE_HEADER: &str = "x-fanout-trace";
@@ -40,20 +40,48 @@ impl Default for HttpOptions {
 
 #[derive(Clone)]
 struct AppState {
-    gw: Arc<Gateway>,
+    live: Arc<Live>,
     opts: Arc<HttpOptions>,
 }
 
-/// Fanout's routes, ready to serve or to nest in another axum application.
+/// Fanout's routes for one fixed schema, ready to serve or to nest in another axum app.
 pub fn router(gw: Arc<Gateway>, opts: HttpOptions) -> Router {
+    live_router(Live::new(gw), opts)
+}
+
+/// Fanout's routes over a schema that can be reloaded (see [`crate::reload`]).
+pub fn live_router(live: Arc<Live>, opts: HttpOptions) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(AppState {
-            gw,
+            live,
             opts: Arc::new(opts),
         })
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    let body = json!({ "status": "ready", "schemaVersion": st.live.version() });
+    axum::Json(body).into_response()
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let (ok, refused) = st.live.reloads();
+    let version = st.live.version();
+    let text = format!(
+        "# HELP fanout_schema_version Version of the schema serving new requests (1 at start-up).
+# TYPE fanout_schema_version gauge
+fanout_schema_version {version}
+# HELP fanout_schema_reloads_total Schema reloads since start-up, by result.
+# TYPE fanout_schema_reloads_total counter
+fanout_schema_reloads_total{{result=\"ok\"}} {ok}
+fanout_schema_reloads_total{{result=\"refused\"}} {refused}
+"
+    );
+    let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+    (content_type, text).into_response()
 }
 
 async fn graphql_post(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -166,7 +194,7 @@ async fn execute(st: &AppState, request: Request, headers: HeaderMap) -> Respons
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains(GRAPHQL_RESPONSE));
-    let resp = st.gw.execute(request, headers, trace).await;
+    let resp = st.live.get().execute(request, headers, trace).await;
     respond(resp, graphql_json)
 }
 
