@@ -28,6 +28,18 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the client-facing SDL (Fanout's directives removed).
     Print(SchemaArg),
+    /// Run only the demo REST services, on the ports `schema.graphql` defaults to.
+    DemoServices(DemoServicesArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoServicesArgs {
+    /// Artificial latency per call.
+    #[arg(long, env = "FANOUT_DEMO_LATENCY", default_value = "20ms", value_parser = duration)]
+    pub latency: Duration,
+    /// Ports of the users, orders and catalog services.
+    #[arg(long, default_values_t = [4101, 4102, 4104], num_args = 3)]
+    pub ports: Vec<u16>,
 }
 
 #[derive(Args, Debug, Clone)]

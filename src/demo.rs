@@ -70,6 +70,13 @@ impl Drop for Demo {
 /// Binds each service on 127.0.0.1:0 and serves it on spawned tokio tasks; every response is
 /// delayed by `latency` (artificial per-call latency so concurrency and batching show).
 pub async fn start(latency: Duration) -> std::io::Result<Demo> {
+    start_on(latency, [0, 0, 0]).await
+}
+
+/// The demo services on fixed loopback ports (users, orders, catalog); 0 picks a free one.
+/// Each also answers `GET /__calls` with the services' total call count, uncounted and
+/// undelayed, for benchmarks.
+pub async fn start_on(latency: Duration, ports: [u16; 3]) -> std::io::Result<Demo> {
     let shared = Arc::new(Shared {
         calls: AtomicU64::new(0),
         latency,
@@ -90,15 +97,16 @@ pub async fn start(latency: Duration) -> std::io::Result<Demo> {
 
     let mut addrs = Vec::new();
     let mut tasks = Vec::new();
-    for router in [users, orders, catalog] {
+    for (router, port) in [users, orders, catalog].into_iter().zip(ports) {
         let router = router
             .fallback(|| async { not_found() })
             .layer(middleware::from_fn_with_state(
                 shared.clone(),
                 count_and_delay,
             ))
+            .route("/__calls", get(total_calls))
             .with_state(shared.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         addrs.push(listener.local_addr()?);
         tasks.push(tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, router).await {
@@ -113,6 +121,10 @@ pub async fn start(latency: Duration) -> std::io::Result<Demo> {
         shared,
         tasks,
     })
+}
+
+async fn total_calls(State(shared): State<Arc<Shared>>) -> String {
+    shared.calls.load(Ordering::SeqCst).to_string()
 }
 
 /// State shared by the three services: the call counter, the latency, and orders created by

@@ -5,7 +5,7 @@ use std::{collections::HashMap, process::ExitCode, sync::Arc};
 use clap::Parser;
 use fanout::{
     Gateway,
-    config::{CheckArgs, Cli, Command, Format, SchemaArg, ServeArgs},
+    config::{CheckArgs, Cli, Command, DemoServicesArgs, Format, SchemaArg, ServeArgs},
     demo, gateway, http, reload, sdl, server,
 };
 use tokio::net::TcpListener;
@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Print(arg)) => print(&arg),
         Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::DemoServices(args)) => demo_services(args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -114,6 +115,21 @@ fn print(arg: &SchemaArg) -> ExitCode {
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,
+    }
+}
+
+async fn demo_services(args: DemoServicesArgs) -> ExitCode {
+    let ports = [args.ports[0], args.ports[1], args.ports[2]];
+    match demo::start_on(args.latency, ports).await {
+        Ok(d) => {
+            tracing::info!(users = %d.users, orders = %d.orders, catalog = %d.catalog, latency = ?args.latency, "demo REST services running");
+            server::shutdown_signal().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot start the demo services: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
