@@ -10,7 +10,7 @@ use crate::{
     resolve::Exec,
     schema::{self, Limits},
     sdl::{self, Bindings, Diagnostic, LoadOptions},
-    upstream,
+    upstream::resilience::Runtime,
 };
 
 /// How requests are executed. Every value has a production-safe default.
@@ -42,7 +42,8 @@ impl Default for Options {
 pub struct Gateway {
     pub bindings: Bindings,
     pub schema: Schema,
-    pub(crate) http: reqwest::Client,
+    /// One per upstream, in the order of `bindings.upstreams`.
+    pub(crate) upstreams: Vec<Arc<Runtime>>,
     pub options: Options,
 }
 
@@ -68,10 +69,11 @@ impl Gateway {
                 format!("the schema is not valid GraphQL: {e}"),
             )]
         })?;
+        let upstreams = bindings.upstreams.iter().map(Runtime::new).collect();
         let gw = Gateway {
             bindings,
             schema,
-            http: upstream::client(Duration::from_secs(2)),
+            upstreams,
             options,
         };
         Ok((Arc::new(gw), diags))

@@ -293,6 +293,10 @@ impl Exec {
     }
 
     /// Calls the upstream for a `@rest` field, within the field's deadline.
+    #[allow(
+        clippy::mutable_key_type,
+        reason = "a BatchKey hashes only its group id and key text, which never change"
+    )]
     async fn fetch(
         &self,
         rest: &RestBinding,
@@ -310,9 +314,12 @@ impl Exec {
             let after = rest.timeout.min(self.gw.options.request_timeout);
             FieldError::new(ErrorKind::Timeout(after), Some(&up.name))
         };
-        let Some(spec) = upstream::render(up, rest, scope, &self.client_headers)? else {
+        let runtime = &self.gw.upstreams[rest.upstream];
+        let Some(mut spec) = upstream::render(up, runtime, rest, scope, &self.client_headers)?
+        else {
             return Ok(Arc::new(Json::Null));
         };
+        spec.deadline = Some(deadline);
         let Some(batch) = &rest.batch else {
             return timeout_at(deadline, self.calls.call(spec))
                 .await

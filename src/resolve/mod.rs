@@ -57,13 +57,12 @@ impl Exec {
         let trace: Trace = trace.then(Default::default);
         let cancel = CancellationToken::new();
         let loader = BatchLoader {
-            http: gw.http.clone(),
             trace: trace.clone(),
             cancel: cancel.clone(),
         };
         Exec {
             deadline: Instant::now() + gw.options.request_timeout,
-            calls: Calls::new(gw.http.clone(), trace),
+            calls: Calls::new(trace),
             loader: DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default()),
             gw,
             client_headers,

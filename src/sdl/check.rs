@@ -31,7 +31,20 @@ pub struct LoadOptions<'a> {
 }
 
 const BUILTIN_SCALARS: [&str; 5] = ["Int", "Float", "String", "Boolean", "ID"];
-const UPSTREAM_ARGS: &[&str] = &["name", "baseUrl", "timeout", "headers", "maxBatchSize"];
+const UPSTREAM_ARGS: &[&str] = &[
+    "name",
+    "baseUrl",
+    "timeout",
+    "headers",
+    "maxBatchSize",
+    "connectTimeout",
+    "poolMaxIdle",
+    "maxResponseBytes",
+    "retries",
+    "coalesce",
+    "breakerFailures",
+    "breakerCooldown",
+];
 const REST_ARGS: &[&str] = &[
     "upstream", "method", "path", "query", "headers", "body", "select", "timeout", "batch",
 ];
@@ -352,6 +365,19 @@ impl Checker<'_, '_> {
             .get("headers")
             .map(|v| self.header_rules(v, None))
             .unwrap_or_default();
+        let connect_timeout = a.get("connectTimeout").and_then(|v| self.duration(v));
+        let pool_max_idle = a
+            .get("poolMaxIdle")
+            .and_then(|v| self.count(v, "poolMaxIdle"));
+        let max_response_bytes = a
+            .get("maxResponseBytes")
+            .and_then(|v| self.positive(v, "maxResponseBytes"));
+        let retries = a.get("retries").and_then(|v| self.count(v, "retries"));
+        let coalesce = a.get("coalesce").and_then(|v| self.boolean(v, "coalesce"));
+        let breaker_failures = a
+            .get("breakerFailures")
+            .and_then(|v| self.positive(v, "breakerFailures"));
+        let breaker_cooldown = a.get("breakerCooldown").and_then(|v| self.duration(v));
         let (Some(name), Some(base_url)) = (name, base_url) else {
             return;
         };
@@ -366,7 +392,38 @@ impl Checker<'_, '_> {
             timeout,
             headers,
             max_batch_size,
+            connect_timeout: connect_timeout.unwrap_or(Duration::from_secs(1)),
+            pool_max_idle: pool_max_idle.unwrap_or(32),
+            max_response_bytes: max_response_bytes.unwrap_or(8 << 20),
+            retries: retries.map_or(2, |r| r as u32),
+            coalesce: coalesce.unwrap_or(false),
+            breaker_failures: breaker_failures.map_or(5, |f| f as u32),
+            breaker_cooldown: breaker_cooldown.unwrap_or(Duration::from_secs(5)),
         });
+    }
+
+    fn count(&mut self, v: &Positioned<ConstValue>, what: &str) -> Option<usize> {
+        match &v.node {
+            ConstValue::Number(n) if n.as_u64().is_some_and(|n| n <= 10_000) => {
+                n.as_u64().map(|n| n as usize)
+            }
+            _ => {
+                self.error(v.pos, format!("`{what}` must be a whole number, 0 or more"))
+                    .hint(format!("write e.g. `{what}: 2`"));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, v: &Positioned<ConstValue>, what: &str) -> Option<bool> {
+        match &v.node {
+            ConstValue::Boolean(b) => Some(*b),
+            _ => {
+                self.error(v.pos, format!("`{what}` must be true or false"))
+                    .hint(format!("write `{what}: true`"));
+                None
+            }
+        }
     }
 
     fn objects<'v>(

@@ -37,6 +37,17 @@ pub struct Upstream {
     pub timeout: Option<Duration>,
     pub headers: Vec<HeaderRule>,
     pub max_batch_size: Option<usize>,
+    pub connect_timeout: Duration,
+    /// Idle keep-alive connections kept per host.
+    pub pool_max_idle: usize,
+    /// A larger response is cut off with `UPSTREAM_BAD_RESPONSE`, so memory stays bounded.
+    pub max_response_bytes: usize,
+    /// Extra tries of a failed GET (see `upstream::resilience`).
+    pub retries: u32,
+    /// Share identical in-flight GETs across client requests.
+    pub coalesce: bool,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
 }
 
 #[derive(Debug, Clone)]

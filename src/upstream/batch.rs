@@ -98,7 +98,6 @@ pub type Item = Result<Option<Arc<Json>>, FieldError>;
 /// The per-request loader. `cancel` fires when the client request is over, so a batch that
 /// only it needed stops at once.
 pub struct BatchLoader {
-    pub http: reqwest::Client,
     pub trace: Trace,
     pub cancel: CancellationToken,
 }
@@ -149,13 +148,9 @@ impl BatchLoader {
             };
             spec.body = Some(template.render_json(scope));
         }
-        let up = spec.upstream.clone();
-        let call = send(
-            self.http.clone(),
-            spec,
-            self.trace.clone(),
-            Some(keys.len()),
-        );
+        let up = spec.up.name.clone();
+        spec.deadline = Some(tokio::time::Instant::now() + group.timeout);
+        let call = send(spec, self.trace.clone(), Some(keys.len()));
         let result = match tokio::time::timeout(group.timeout, call).await {
             Ok(r) => r,
             Err(_) => Err(FieldError::new(

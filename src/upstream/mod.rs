@@ -5,11 +5,12 @@
 //! lookups into few calls through async-graphql's DataLoader.
 
 pub mod batch;
+pub mod resilience;
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use futures::{
@@ -26,6 +27,7 @@ use crate::{
     error::{ErrorKind, FieldError},
     sdl::{HeaderRule, RestBinding, Upstream, template::Scope},
 };
+use resilience::Runtime;
 
 /// The longest URL an HTTP request can carry here (the `http` crate's limit).
 const MAX_URL_BYTES: usize = 65_534;
@@ -34,13 +36,21 @@ const MAX_URL_BYTES: usize = 65_534;
 const DETAIL_BYTES: usize = 300;
 
 /// One concrete upstream request.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CallSpec {
-    pub upstream: Arc<str>,
+    pub up: Arc<Runtime>,
     pub method: Method,
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Option<Json>,
+    /// When Fanout stops waiting; sent as [`DEADLINE_HEADER`]. Not part of the dedup key.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+impl std::fmt::Debug for CallSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({})", self.method, self.url, self.up.name)
+    }
 }
 
 impl CallSpec {
@@ -86,6 +96,7 @@ fn record(trace: &Trace, rec: CallRecord) {
 /// there is nothing to fetch and the field is null.
 pub fn render(
     up: &Upstream,
+    rt: &Arc<Runtime>,
     rest: &RestBinding,
     scope: Scope<'_>,
     client: &HeaderMap,
@@ -142,11 +153,12 @@ pub fn render(
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     Ok(Some(CallSpec {
-        upstream: Arc::from(up.name.as_str()),
+        up: rt.clone(),
         method: rest.method.clone(),
         url,
         headers,
         body,
+        deadline: None,
     }))
 }
 
@@ -179,7 +191,7 @@ fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-type CallFuture = BoxFuture<'static, Result<Arc<Json>, FieldError>>;
+pub(crate) type CallFuture = BoxFuture<'static, Result<Arc<Json>, FieldError>>;
 
 /// A GET of this client request: still running (weak, so that a call nobody waits for any
 /// more is dropped with its connection), or answered.
@@ -190,115 +202,136 @@ enum Get {
 
 /// The upstream calls of one client request.
 pub struct Calls {
-    http: reqwest::Client,
     gets: Mutex<HashMap<String, Get>>,
     pub trace: Trace,
 }
 
 impl Calls {
-    pub fn new(http: reqwest::Client, trace: Trace) -> Self {
+    pub fn new(trace: Trace) -> Self {
         Calls {
-            http,
             gets: Mutex::new(HashMap::new()),
             trace,
         }
     }
 
-    /// Sends `spec`, or joins an identical GET already made for this client request.
+    /// Sends `spec`, or joins an identical GET already made for this client request (or,
+    /// when its upstream coalesces, one in flight for any request).
     pub async fn call(&self, spec: CallSpec) -> Result<Arc<Json>, FieldError> {
         if spec.method != Method::GET {
-            return send(self.http.clone(), spec, self.trace.clone(), None).await;
+            return send(spec, self.trace.clone(), None).await;
         }
         let key = spec.dedup_key();
-        let shared = {
+        let (shared, joined) = {
             let mut gets = self.gets.lock().expect("dedup lock poisoned");
-            let existing = match gets.get(&key) {
-                Some(Get::Done(result)) => Some(Err(result.clone())),
-                Some(Get::InFlight(weak)) => weak.upgrade().map(Ok),
+            let mine = match gets.get(&key) {
+                Some(Get::Done(result)) => return self.reused(&spec, result.clone()),
+                Some(Get::InFlight(weak)) => weak.upgrade(),
                 None => None,
             };
-            match existing {
-                Some(found) => {
-                    record(
-                        &self.trace,
-                        CallRecord {
-                            upstream: spec.upstream.to_string(),
-                            method: spec.method.to_string(),
-                            path: spec.url.path().to_owned(),
-                            batch_size: None,
-                            status: None,
-                            duration_ms: 0.0,
-                            deduplicated: true,
-                            error: None,
-                        },
-                    );
-                    match found {
-                        Ok(shared) => shared,
-                        Err(done) => return done,
-                    }
-                }
+            let theirs = || {
+                let global = spec.up.coalesce.as_ref()?;
+                let global = global.lock().expect("coalesce lock poisoned");
+                global.get(&key).and_then(WeakShared::upgrade)
+            };
+            match mine.or_else(theirs) {
+                Some(shared) => (shared, true),
                 None => {
-                    let fut: CallFuture =
-                        send(self.http.clone(), spec, self.trace.clone(), None).boxed();
+                    let fut: CallFuture = send(spec.clone(), self.trace.clone(), None).boxed();
                     let fut = fut.shared();
                     if let Some(weak) = fut.downgrade() {
+                        if let Some(global) = &spec.up.coalesce {
+                            let mut global = global.lock().expect("coalesce lock poisoned");
+                            global.retain(|_, w| w.upgrade().is_some());
+                            global.insert(key.clone(), weak.clone());
+                        }
                         gets.insert(key.clone(), Get::InFlight(weak));
                     }
-                    fut
+                    (fut, false)
                 }
             }
         };
+        if joined {
+            self.note_dedup(&spec);
+        }
         let result = shared.await;
+        self.finish(key, result)
+    }
+
+    fn finish(
+        &self,
+        key: String,
+        result: Result<Arc<Json>, FieldError>,
+    ) -> Result<Arc<Json>, FieldError> {
         let mut gets = self.gets.lock().expect("dedup lock poisoned");
         gets.insert(key, Get::Done(result.clone()));
         result
     }
+
+    fn reused(
+        &self,
+        spec: &CallSpec,
+        result: Result<Arc<Json>, FieldError>,
+    ) -> Result<Arc<Json>, FieldError> {
+        self.note_dedup(spec);
+        result
+    }
+
+    fn note_dedup(&self, spec: &CallSpec) {
+        record(
+            &self.trace,
+            CallRecord {
+                upstream: spec.up.name.to_string(),
+                method: spec.method.to_string(),
+                path: spec.url.path().to_owned(),
+                batch_size: None,
+                status: None,
+                duration_ms: 0.0,
+                deduplicated: true,
+                error: None,
+            },
+        );
+    }
 }
 
-/// Sends one request and reads its JSON. Errors name the upstream; URLs and bodies go only
-/// into `detail`, which clients see with debug errors on.
+/// The request header that tells an upstream how many milliseconds are left before Fanout
+/// stops waiting for it, so it can stop early too.
+pub const DEADLINE_HEADER: &str = "x-fanout-deadline-ms";
+
+/// Sends one request, with retries and the breaker of its upstream, and reads its JSON.
+/// Errors name the upstream; URLs and bodies go only into `detail`, which clients see with
+/// debug errors on.
 pub async fn send(
-    http: reqwest::Client,
     spec: CallSpec,
     trace: Trace,
     batch_size: Option<usize>,
 ) -> Result<Arc<Json>, FieldError> {
+    let up = spec.up.clone();
     let start = Instant::now();
-    let up = spec.upstream.clone();
-    let mut status = None;
-    let result = async {
-        let mut req = http
-            .request(spec.method.clone(), spec.url.clone())
-            .headers(spec.headers.clone());
-        if let Some(body) = &spec.body {
-            req = req.body(serde_json::to_vec(body).expect("JSON values always serialize"));
+    let mut attempts = 0;
+    up.earn_retry();
+    let (status, result) = loop {
+        attempts += 1;
+        let (status, result) = match up.admit() {
+            Ok(()) => {
+                let (status, result) = attempt(&spec).await;
+                up.record(result.as_ref().is_err_and(resilience::is_failure));
+                (status, result)
+            }
+            Err(open) => (None, Err(open)),
+        };
+        let retry = spec.method == Method::GET
+            && attempts <= up.retries
+            && result.as_ref().is_err_and(resilience::is_retryable)
+            && up.spend_retry();
+        if !retry {
+            break (status, result);
         }
-        let resp = req.send().await.map_err(|e| transport_error(&up, &e))?;
-        status = Some(resp.status().as_u16());
-        let ok = resp.status().is_success();
-        let code = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| transport_error(&up, &e))?;
-        if !ok {
-            let snippet =
-                String::from_utf8_lossy(&bytes[..bytes.len().min(DETAIL_BYTES)]).into_owned();
-            return Err(FieldError::new(ErrorKind::Http(code), Some(&up))
-                .with_detail(format!("{} {}: {snippet}", spec.method, spec.url)));
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Arc::new(Json::Null));
-        }
-        serde_json::from_slice::<Json>(&bytes)
-            .map(Arc::new)
-            .map_err(|e| {
-                FieldError::bad_response(Some(&up), "the body is not JSON")
-                    .with_detail(format!("{} {}: {e}", spec.method, spec.url))
-            })
-    }
-    .await;
+        tokio::time::sleep(resilience::backoff(attempts)).await;
+    };
     record(
         &trace,
         CallRecord {
-            upstream: up.to_string(),
+            upstream: up.name.to_string(),
             method: spec.method.to_string(),
             path: spec.url.path().to_owned(),
             batch_size,
@@ -308,7 +341,72 @@ pub async fn send(
             error: result.as_ref().err().map(FieldError::code),
         },
     );
+    if attempts > 1 {
+        tracing::debug!(upstream = %up.name, attempts, "upstream call retried");
+    }
     result
+}
+
+/// One try: the status, if one came back, and the JSON body or the error.
+async fn attempt(spec: &CallSpec) -> (Option<u16>, Result<Arc<Json>, FieldError>) {
+    let up = &spec.up;
+    let mut req = up
+        .http
+        .request(spec.method.clone(), spec.url.clone())
+        .headers(spec.headers.clone());
+    if let Some(deadline) = spec.deadline {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        req = req.header(DEADLINE_HEADER, left.as_millis().to_string());
+    }
+    if let Some(body) = &spec.body {
+        req = req.body(serde_json::to_vec(body).expect("JSON values always serialize"));
+    }
+    let mut resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => return (None, Err(transport_error(&up.name, &e))),
+    };
+    let code = resp.status().as_u16();
+    let too_large = || {
+        FieldError::bad_response(
+            Some(&up.name),
+            format!("the body is larger than {} bytes", up.max_response_bytes),
+        )
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > up.max_response_bytes as u64)
+    {
+        return (Some(code), Err(too_large()));
+    }
+    let mut bytes = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len() + chunk.len() > up.max_response_bytes {
+                    return (Some(code), Err(too_large()));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return (Some(code), Err(transport_error(&up.name, &e))),
+        }
+    }
+    if !(200..300).contains(&code) {
+        let snippet = String::from_utf8_lossy(&bytes[..bytes.len().min(DETAIL_BYTES)]).into_owned();
+        let err = FieldError::new(ErrorKind::Http(code), Some(&up.name))
+            .with_detail(format!("{} {}: {snippet}", spec.method, spec.url));
+        return (Some(code), Err(err));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return (Some(code), Ok(Arc::new(Json::Null)));
+    }
+    let parsed = serde_json::from_slice::<Json>(&bytes)
+        .map(Arc::new)
+        .map_err(|e| {
+            FieldError::bad_response(Some(&up.name), "the body is not JSON")
+                .with_detail(format!("{} {}: {e}", spec.method, spec.url))
+        });
+    (Some(code), parsed)
 }
 
 fn transport_error(up: &str, e: &reqwest::Error) -> FieldError {
@@ -324,15 +422,4 @@ fn transport_error(up: &str, e: &reqwest::Error) -> FieldError {
 
 fn elapsed_ms(start: Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// The shared HTTP client: no redirects followed (a redirect could leave the upstream's host).
-pub fn client(connect_timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
-        .expect("the HTTP client's settings are valid")
 }
