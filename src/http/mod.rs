@@ -205,24 +205,24 @@ fn is_request_error(resp: &GqlResponse) -> bool {
         && resp.errors.iter().all(|e| e.path.is_empty())
 }
 
+/// The response body, serialized straight from the engine's values.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a ConstValue>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [async_graphql::ServerError],
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: &'a std::collections::BTreeMap<String, ConstValue>,
+}
+
 fn respond(resp: GqlResponse, graphql_json: bool) -> Response {
     let request_error = is_request_error(&resp);
-    let mut body = serde_json::Map::new();
-    if !request_error {
-        body.insert("data".into(), resp.data.into_json().unwrap_or_default());
-    }
-    if !resp.errors.is_empty() {
-        body.insert(
-            "errors".into(),
-            serde_json::to_value(&resp.errors).unwrap_or_default(),
-        );
-    }
-    if !resp.extensions.is_empty() {
-        body.insert(
-            "extensions".into(),
-            serde_json::to_value(&resp.extensions).unwrap_or_default(),
-        );
-    }
+    let body = Body {
+        data: (!request_error).then_some(&resp.data),
+        errors: &resp.errors,
+        extensions: &resp.extensions,
+    };
     let status = if graphql_json && request_error {
         StatusCode::BAD_REQUEST
     } else {
@@ -233,7 +233,7 @@ fn respond(resp: GqlResponse, graphql_json: bool) -> Response {
     } else {
         "application/json"
     };
-    let bytes = serde_json::to_vec(&body).expect("JSON values always serialize");
+    let bytes = serde_json::to_vec(&body).expect("GraphQL values always serialize");
     (status, [(header::CONTENT_TYPE, content_type)], bytes).into_response()
 }
 

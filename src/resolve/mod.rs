@@ -128,11 +128,13 @@ impl Exec {
             };
             let mut data = IndexMap::new();
             let mut null_data = false;
+            let mut results = results;
+            let ours: std::collections::HashSet<String> = results.keys().cloned().collect();
             for key in roots.keys() {
                 let name = Name::new(key);
-                match results.get(key) {
+                match results.shift_remove(key) {
                     Some(Some(Ok(v))) => {
-                        data.insert(name, v.clone());
+                        data.insert(name, v);
                     }
                     Some(Some(Err(Propagate))) => null_data = true,
                     Some(None) => {}
@@ -151,8 +153,9 @@ impl Exec {
             // Fanout's root resolvers hand the engine no value; for a non-null root field
             // the engine reports that. The real outcome is in Fanout's own errors.
             resp.errors.retain(|e| {
-                !(e.message.starts_with("internal: non-null types require a return value")
-                    && matches!(e.path.as_slice(), [PathSegment::Field(k)] if results.contains_key(k)))
+                !(e.message
+                    .starts_with("internal: non-null types require a return value")
+                    && matches!(e.path.as_slice(), [PathSegment::Field(k)] if ours.contains(k)))
             });
         }
         let mut ours = std::mem::take(&mut *self.errors.lock().expect("errors lock poisoned"));
