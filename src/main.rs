@@ -168,7 +168,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
         live: live.clone(),
     };
     #[cfg(unix)]
-    tokio::spawn(reloader.clone().on_sighup());
+    match reloader.clone().on_sighup() {
+        Ok(hup) => drop(tokio::spawn(hup)),
+        Err(e) => tracing::warn!("cannot listen for SIGHUP ({e}); reload with --watch instead"),
+    }
     if args.watch {
         tokio::spawn(reloader.watch(std::time::Duration::from_millis(500)));
     }

@@ -105,29 +105,32 @@ impl Reloader {
         }
     }
 
-    /// Polls the file every `interval` and reloads when its content changes.
-    pub async fn watch(self, interval: Duration) {
+    /// Polls the file every `interval` and reloads when its content changes. The file is
+    /// read once now, so a change made before the returned future first runs still counts.
+    pub fn watch(self, interval: Duration) -> impl Future<Output = ()> + Send + 'static {
         let mut last = std::fs::read(&self.path).ok();
-        loop {
-            tokio::time::sleep(interval).await;
-            let now = std::fs::read(&self.path).ok();
-            if now != last {
-                last = now;
-                self.reload_and_log("file changed");
+        async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let now = std::fs::read(&self.path).ok();
+                if now != last {
+                    last = now;
+                    self.reload_and_log("file changed");
+                }
             }
         }
     }
 
-    /// Reloads on every SIGHUP.
+    /// Reloads on every SIGHUP. The handler is installed now, before the returned future is
+    /// spawned, so an early SIGHUP cannot end the process.
     #[cfg(unix)]
-    pub async fn on_sighup(self) {
+    pub fn on_sighup(self) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload with --watch instead");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            self.reload_and_log("SIGHUP");
-        }
+        let mut hup = signal(SignalKind::hangup())?;
+        Ok(async move {
+            while hup.recv().await.is_some() {
+                self.reload_and_log("SIGHUP");
+            }
+        })
     }
 }

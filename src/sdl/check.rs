@@ -58,14 +58,20 @@ pub fn load(source: &str, opts: &LoadOptions<'_>) -> (Option<Bindings>, Vec<Diag
         Ok(doc) => doc,
         Err(err) => {
             let pos = err.positions().next().unwrap_or_default();
-            let message = err
-                .to_string()
+            // The parser's text is a source excerpt ending in `= expected <rule>`.
+            let text = err.to_string();
+            let expected = text
                 .lines()
-                .next()
-                .unwrap_or("syntax error")
-                .to_owned();
-            let diag = Diagnostic::error(pos.line, pos.column, format!("syntax error: {message}"))
-                .hint("fix the GraphQL syntax at this position");
+                .filter_map(|l| l.trim().strip_prefix("= "))
+                .next_back()
+                .map(|e| e.replace('_', " "));
+            let message = match expected {
+                Some(e) => format!("syntax error: unexpected input here ({e})"),
+                None => "syntax error".to_owned(),
+            };
+            let diag = Diagnostic::error(pos.line, pos.column, message).hint(
+                "fix the GraphQL syntax at this position, e.g. a missing `:`, `{` or `}` just before it",
+            );
             return (None, vec![diag]);
         }
     };
@@ -254,7 +260,7 @@ impl Checker<'_, '_> {
         for req in required {
             if !out.contains_key(req) {
                 self.error(pos, format!("{what} needs `{req}`"))
-                    .hint(format!("add `{req}: ...`"));
+                    .hint(required_hint(req));
             }
         }
         out
@@ -378,9 +384,12 @@ impl Checker<'_, '_> {
             .get("breakerFailures")
             .and_then(|v| self.positive(v, "breakerFailures"));
         let breaker_cooldown = a.get("breakerCooldown").and_then(|v| self.duration(v));
-        let (Some(name), Some(base_url)) = (name, base_url) else {
+        let Some(name) = name else {
             return;
         };
+        // With a bad baseUrl there are no bindings anyway; keep the name so fields using
+        // this upstream are not also reported as naming an unknown one.
+        let base_url = base_url.unwrap_or_default();
         if self.upstreams.iter().any(|u| u.name == name) {
             self.error(dir.pos, format!("upstream `{name}` is declared twice"))
                 .hint("give each @upstream its own name");
@@ -864,7 +873,11 @@ impl Checker<'_, '_> {
                 match text.filter(|t| METHODS.contains(t)) {
                     Some(t) => Method::from_bytes(t.as_bytes()).ok(),
                     None => {
-                        self.error(v.pos, "bad `method`")
+                        let shown = match &v.node {
+                            ConstValue::Enum(n) => n.to_string(),
+                            other => other.to_string(),
+                        };
+                        self.error(v.pos, format!("bad `method` {shown}"))
                             .hint(format!("use one of {}", METHODS.join(", ")));
                         None
                     }
@@ -1020,6 +1033,20 @@ fn positioned(
             )
         })
         .collect()
+}
+
+/// How to write a missing required argument.
+fn required_hint(arg: &str) -> String {
+    let example = match arg {
+        "match" => "`match: \"id\"`: the key of each returned item that equals its batch key",
+        "key" => "`key: \"{parent.productId}\"`: the value of each parent to look up",
+        "upstream" => "`upstream: \"users\"`: the name of an @upstream",
+        "path" => "`path: \"/users/{args.id}\"`",
+        "baseUrl" => "`baseUrl: \"http://127.0.0.1:4101\"`",
+        "from" => "`from: \"email_address\"`: the JSON key or dot path to read",
+        _ => return format!("add `{arg}: ...`"),
+    };
+    format!("add {example}")
 }
 
 fn deprecation(dirs: &[Positioned<ConstDirective>]) -> Option<Option<String>> {

@@ -102,7 +102,11 @@ fn token_len(rest: &str) -> usize {
     match chars.next() {
         None => 0,
         Some((_, '"')) => rest[1..].find(['"', '\n']).map(|i| i + 2).unwrap_or(1),
-        Some((_, '{')) => rest.find(['}', '\n']).map(|i| i + 1).unwrap_or(1),
+        Some((_, '{')) => match rest.find(['}', '\n', ' ', ',']) {
+            // A template expression: underline it to its `}`.
+            Some(i) if rest[i..].starts_with('}') && i > 1 => i + 1,
+            _ => 1,
+        },
         Some((_, c)) if c == '@' || c == '_' || c.is_alphanumeric() => rest
             .char_indices()
             .skip(1)

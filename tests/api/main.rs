@@ -2,10 +2,12 @@
 
 mod batching;
 mod bindings;
+mod corpus;
 mod demo;
 mod diagnostics;
 mod execution;
 mod http;
+mod reload;
 mod smoke;
 mod support;
 mod url_safety;
