@@ -24,7 +24,7 @@ use crate::{
     },
     upstream::{
         self,
-        batch::{BatchGroup, BatchKey},
+        batch::{BatchGroup, BatchKey, Item},
     },
 };
 
@@ -88,6 +88,10 @@ impl<'a> Path<'a> {
 }
 
 static NULL: Json = Json::Null;
+
+/// How long a batch key may wait for the request's other upstream calls to finish, so the
+/// keys their answers produce join the same batch (see [`super::InFlight`]).
+const BATCH_SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(25);
 
 impl Exec {
     fn record(&self, err: &FieldError, path: &Path<'_>, pos: Pos) {
@@ -292,6 +296,33 @@ impl Exec {
         Ok(ConstValue::Object(out))
     }
 
+    /// One batch key's item. A key asked for again in this request, while its batch is
+    /// still running or after, shares that load instead of joining another batch.
+    #[allow(
+        clippy::mutable_key_type,
+        reason = "a BatchKey hashes only its group id and key text, which never change"
+    )]
+    async fn load_key(&self, key: BatchKey) -> Item {
+        let shared = {
+            let mut keys = self.keys.lock().expect("batch keys lock poisoned");
+            keys.entry(key.clone())
+                .or_insert_with(|| {
+                    let loader = self.loader.clone();
+                    let load: BoxFuture<'static, Item> = async move {
+                        match loader.load_one(key).await {
+                            Ok(Some(item)) => item,
+                            Ok(None) => Ok(None),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    .boxed();
+                    load.shared()
+                })
+                .clone()
+        };
+        shared.await
+    }
+
     /// Calls the upstream for a `@rest` field, within the field's deadline.
     #[allow(
         clippy::mutable_key_type,
@@ -321,6 +352,7 @@ impl Exec {
         };
         spec.deadline = Some(deadline);
         let Some(batch) = &rest.batch else {
+            let _in_flight = self.in_flight.start();
             return timeout_at(deadline, self.calls.call(spec))
                 .await
                 .map_err(|_| timeout())?;
@@ -342,37 +374,29 @@ impl Exec {
             timeout: rest.timeout,
         });
         let load = async {
+            self.in_flight.settled(BATCH_SETTLE_MAX).await;
             match &key {
                 Json::Array(keys) => {
-                    let keys: Vec<Option<BatchKey>> = keys
-                        .iter()
-                        .map(|k| BatchKey::new(group.clone(), k))
-                        .collect();
-                    let found = self
-                        .loader
-                        .load_many(keys.iter().flatten().cloned())
-                        .await?;
-                    let mut items = Vec::with_capacity(keys.len());
-                    for k in &keys {
-                        let item = match k.as_ref().and_then(|k| found.get(k)) {
-                            Some(Ok(Some(item))) => (**item).clone(),
-                            Some(Err(e)) => return Err(e.clone()),
-                            _ => Json::Null,
-                        };
-                        items.push(item);
+                    let items = join_all(keys.iter().map(|k| async {
+                        match BatchKey::new(group.clone(), k) {
+                            Some(k) => self.load_key(k).await,
+                            None => Ok(None),
+                        }
+                    }))
+                    .await;
+                    let mut out = Vec::with_capacity(items.len());
+                    for item in items {
+                        out.push(item?.map(|i| (*i).clone()).unwrap_or(Json::Null));
                     }
-                    Ok(Arc::new(Json::Array(items)))
+                    Ok(Arc::new(Json::Array(out)))
                 }
-                single => {
-                    let Some(k) = BatchKey::new(group.clone(), single) else {
-                        return Ok(Arc::new(Json::Null));
-                    };
-                    match self.loader.load_one(k).await? {
-                        Some(Ok(Some(item))) => Ok(item),
-                        Some(Err(e)) => Err(e),
-                        _ => Ok(Arc::new(Json::Null)),
-                    }
-                }
+                single => match BatchKey::new(group.clone(), single) {
+                    Some(k) => Ok(self
+                        .load_key(k)
+                        .await?
+                        .unwrap_or_else(|| Arc::new(Json::Null))),
+                    None => Ok(Arc::new(Json::Null)),
+                },
             }
         };
         timeout_at(deadline, load).await.map_err(|_| timeout())?

@@ -21,7 +21,7 @@ use std::{
 
 use async_graphql::{
     Context, Name, PathSegment, Response, ServerError, Value as ConstValue,
-    dataloader::{DataLoader, HashMapCache},
+    dataloader::DataLoader,
     dynamic::{FieldFuture, FieldValue, ResolverContext},
     parser::types::OperationType,
 };
@@ -32,9 +32,12 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
     gateway::Gateway,
-    upstream::{Calls, Trace, batch::BatchLoader},
+    upstream::{self, Calls, Trace, batch::BatchLoader},
 };
 pub use complete::Propagate;
+
+type SharedItem =
+    futures::future::Shared<futures::future::BoxFuture<'static, upstream::batch::Item>>;
 use plan::{Entry, Planner};
 
 /// The state of one client request.
@@ -44,12 +47,69 @@ pub struct Exec {
     /// No field outlives this.
     deadline: Instant,
     calls: Calls,
-    loader: DataLoader<BatchLoader, HashMapCache>,
+    loader: Arc<DataLoader<BatchLoader>>,
+    /// Every batch key loaded for this request, running or done.
+    #[allow(
+        clippy::mutable_key_type,
+        reason = "BatchKey hashes immutable parts only"
+    )]
+    keys: Mutex<std::collections::HashMap<upstream::batch::BatchKey, SharedItem>>,
     errors: Mutex<Vec<ServerError>>,
     roots: OnceLock<IndexMap<String, Vec<Entry>>>,
     /// Root response keys already taken by a resolver, with their values once done.
     results: Mutex<IndexMap<String, Option<Result<ConstValue, Propagate>>>>,
+    in_flight: InFlight,
     _cancel: DropGuard,
+}
+
+/// The request's upstream calls still waiting for an answer, outside batches.
+///
+/// A batch key waits (briefly) until there are none: the keys of one level come from the
+/// answers of the level above, which arrive a little apart, and sending the batch at the
+/// first answer would split it in two and send some keys twice.
+#[derive(Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Counts one call while it lives.
+pub struct CallGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    pub fn start(&self) -> CallGuard<'_> {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        CallGuard(self)
+    }
+
+    /// Returns when no call is in flight, or after `max`.
+    pub async fn settled(&self, max: std::time::Duration) {
+        let until = Instant::now() + max;
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(until, idle).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl Exec {
@@ -63,12 +123,14 @@ impl Exec {
         Exec {
             deadline: Instant::now() + gw.options.request_timeout,
             calls: Calls::new(trace),
-            loader: DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default()),
+            loader: Arc::new(DataLoader::new(loader, tokio::spawn)),
+            keys: Mutex::default(),
             gw,
             client_headers,
             errors: Mutex::new(Vec::new()),
             roots: OnceLock::new(),
             results: Mutex::new(IndexMap::new()),
+            in_flight: InFlight::default(),
             _cancel: cancel.drop_guard(),
         }
     }

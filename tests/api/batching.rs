@@ -565,3 +565,55 @@ async fn trace_lists_the_batch_call_with_its_size() {
     assert_eq!(id_params(&mock), ["7,8,9"]);
     assert_eq!(mock.count(), 2);
 }
+
+#[tokio::test]
+async fn keys_from_answers_arriving_apart_join_one_batch() {
+    // Each user's orders answer a few milliseconds after the previous one's; the product
+    // keys they carry must still go out in one batch, each key once.
+    let mock = Mock::start(|r| {
+        if let Some(user) = r
+            .path
+            .strip_prefix("/users/")
+            .and_then(|p| p.strip_suffix("/orders"))
+        {
+            let u: u64 = user.parse().unwrap();
+            let orders: Vec<Json> = (0..3)
+                .map(|k| json!({"id": format!("{u}-{k}"), "productId": (u + k) % 7 + 1}))
+                .collect();
+            return Reply::json(Json::Array(orders))
+                .delay(std::time::Duration::from_millis(20 + 4 * u));
+        }
+        if r.path == "/users" {
+            let ids: Vec<Json> = (1..=6).map(|i| json!({"id": i})).collect();
+            return Reply::json(Json::Array(ids));
+        }
+        let ids = r.param("ids").unwrap_or_default();
+        Reply::json(Json::Array(ids.split(',').map(product).collect()))
+    })
+    .await;
+    let schema = with_mock(
+        r#"
+        extend schema @upstream(name: "shop", baseUrl: "{MOCK}")
+        type Query { users: [User!] @rest(upstream: "shop", path: "/users") }
+        type User { id: ID! orders: [Order!] @rest(upstream: "shop", path: "/users/{parent.id}/orders") }
+        type Order {
+          id: ID!
+          product: Product @rest(upstream: "shop", path: "/products",
+                                 batch: {key: "{parent.productId}", query: "ids", match: "id"})
+        }
+        type Product { id: ID! name: String }
+        "#,
+        &mock,
+    );
+    let fanout = Fanout::start(&schema).await;
+    let resp = fanout
+        .query("{ users { id orders { id product { name } } } }")
+        .await;
+    assert!(resp.get("errors").is_none(), "{resp}");
+    assert_eq!(
+        resp["data"]["users"][5]["orders"][2]["product"]["name"],
+        "P2"
+    );
+    // Six users' orders (products 2..=7 and 1) in one call, every key once.
+    assert_eq!(id_params(&mock), ["1,2,3,4,5,6,7"]);
+}
