@@ -35,7 +35,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct DemoServicesArgs {
     /// Artificial latency per call.
-    #[arg(long, env = "FANOUT_DEMO_LATENCY", default_value = "20ms", value_parser = duration)]
+    #[arg(long, env = "FANOUT_DEMO_LATENCY", default_value = "20ms", value_parser = latency)]
     pub latency: Duration,
     /// Ports of the users, orders and catalog services.
     #[arg(long, default_values_t = [4101, 4102, 4104], num_args = 3)]
@@ -78,7 +78,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FANOUT_DEMO")]
     pub demo: bool,
     /// The demo services' artificial latency per call.
-    #[arg(long, env = "FANOUT_DEMO_LATENCY", default_value = "20ms", value_parser = duration)]
+    #[arg(long, env = "FANOUT_DEMO_LATENCY", default_value = "20ms", value_parser = latency)]
     pub demo_latency: Duration,
     /// A field's deadline when neither it nor its upstream sets `timeout`.
     #[arg(long, env = "FANOUT_DEFAULT_TIMEOUT", default_value = "2s", value_parser = duration)]
@@ -112,6 +112,14 @@ impl ServeArgs {
         HttpOptions {
             graphiql_assets: self.graphiql_assets.clone(),
         }
+    }
+}
+
+/// A latency may be zero: `0ms` makes the demo services answer at once.
+fn latency(text: &str) -> Result<Duration, String> {
+    match text.trim().trim_end_matches("ms").trim_end_matches('s') {
+        "0" => Ok(Duration::ZERO),
+        _ => duration(text),
     }
 }
 
