@@ -309,16 +309,26 @@ pub async fn send(
     let start = Instant::now();
     let mut attempts = 0;
     up.earn_retry();
+    let mut last: Option<(Option<u16>, Result<Arc<Json>, FieldError>)> = None;
     let (status, result) = loop {
         attempts += 1;
-        let (status, result) = match up.admit() {
-            Ok(()) => {
-                let (status, result) = attempt(&spec).await;
-                up.record(result.as_ref().is_err_and(resilience::is_failure));
-                (status, result)
-            }
-            Err(open) => (None, Err(open)),
+        if let Err(open) = up.admit() {
+            // The breaker opened: report the last real answer if there was one.
+            break last.unwrap_or((None, Err(open)));
+        }
+        let (status, result) = match spec.deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, attempt(&spec)).await {
+                Ok(r) => r,
+                // Not answering in time counts against the upstream like failing does.
+                Err(_) => {
+                    let waited = deadline.saturating_duration_since(start.into());
+                    let err = FieldError::new(ErrorKind::Timeout(waited), Some(&up.name));
+                    (None, Err(err))
+                }
+            },
+            None => attempt(&spec).await,
         };
+        up.record(result.as_ref().is_err_and(resilience::is_failure));
         let retry = spec.method == Method::GET
             && attempts <= up.retries
             && result.as_ref().is_err_and(resilience::is_retryable)
@@ -326,6 +336,7 @@ pub async fn send(
         if !retry {
             break (status, result);
         }
+        last = Some((status, result));
         tokio::time::sleep(resilience::backoff(attempts)).await;
     };
     record(

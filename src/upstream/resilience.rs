@@ -5,7 +5,8 @@
 //! that say nothing was answered: could not connect, connection reset, 502, 503, 504. Each
 //! first attempt earns a fifth of a retry token (at most 10 banked), each retry spends one, so
 //! retries add at most about 20% of load to a failing upstream. After `breakerFailures`
-//! failures in a row the breaker opens: calls fail at once with `UPSTREAM_UNAVAILABLE`
+//! failures in a row (no connection, cut off, 5xx, or no answer by the deadline) the
+//! breaker opens: calls fail at once with `UPSTREAM_UNAVAILABLE`
 //! ("circuit open") until `breakerCooldown` passes; then one call probes, and its success
 //! closes the breaker again.
 
@@ -136,7 +137,7 @@ impl Runtime {
 /// is failing.
 pub fn is_failure(e: &FieldError) -> bool {
     match e.kind {
-        ErrorKind::Unavailable(_) => true,
+        ErrorKind::Unavailable(_) | ErrorKind::Timeout(_) => true,
         ErrorKind::Http(status) => status >= 500,
         _ => false,
     }

@@ -8,6 +8,7 @@ mod diagnostics;
 mod execution;
 mod http;
 mod reload;
+mod resilience;
 mod smoke;
 mod support;
 mod url_safety;
