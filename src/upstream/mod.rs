@@ -309,7 +309,7 @@ pub async fn send(
     let start = Instant::now();
     let mut attempts = 0;
     up.earn_retry();
-    let mut last: Option<(Option<u16>, Result<Arc<Json>, FieldError>)> = None;
+    let mut last: Option<Attempt> = None;
     let (status, result) = loop {
         attempts += 1;
         if let Err(open) = up.admit() {
@@ -359,7 +359,9 @@ pub async fn send(
 }
 
 /// One try: the status, if one came back, and the JSON body or the error.
-async fn attempt(spec: &CallSpec) -> (Option<u16>, Result<Arc<Json>, FieldError>) {
+type Attempt = (Option<u16>, Result<Arc<Json>, FieldError>);
+
+async fn attempt(spec: &CallSpec) -> Attempt {
     let up = &spec.up;
     let mut req = up
         .http
