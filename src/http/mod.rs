@@ -21,7 +21,6 @@ use crate::{gateway::Gateway, reload::Live};
 
 /// The request header that asks for the list of upstream calls in `extensions.fanout`.
 pub const TRACE_HEADER: &str = "x-fanout-trace";
-const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
 /// Options of the HTTP layer.
 #[derive(Clone, Debug)]
@@ -84,30 +83,275 @@ fanout_schema_reloads_total{{result=\"refused\"}} {refused}
     (content_type, text).into_response()
 }
 
-async fn graphql_post(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let content_type = headers
+/// The media types Fanout answers a GraphQL request with; always UTF-8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Media {
+    /// `application/json`: request errors are 200 (the legacy media type).
+    Json,
+    /// `application/graphql-response+json`: a response without `data` is 400.
+    GraphqlResponse,
+}
+
+impl Media {
+    fn content_type(self) -> &'static str {
+        match self {
+            Media::Json => "application/json; charset=utf-8",
+            Media::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
+        }
+    }
+}
+
+/// One media range of an `Accept` header, lower-cased.
+struct MediaRange {
+    ty: String,
+    subtype: String,
+    q: f32,
+    /// False when the range names a charset other than UTF-8, the only one Fanout writes.
+    utf8: bool,
+}
+
+/// The media ranges of an `Accept` header, in order. Ranges that do not parse are skipped.
+fn media_ranges(accept: &str) -> Vec<MediaRange> {
+    let accept = accept.to_ascii_lowercase();
+    let mut ranges = Vec::new();
+    'ranges: for item in accept.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let Some((ty, subtype)) = parts.next().and_then(|t| t.split_once('/')) else {
+            continue;
+        };
+        if ty.is_empty() || subtype.is_empty() || (ty == "*" && subtype != "*") {
+            continue;
+        }
+        let mut range = MediaRange {
+            ty: ty.to_owned(),
+            subtype: subtype.to_owned(),
+            q: 1.0,
+            utf8: true,
+        };
+        for param in parts {
+            let Some((name, value)) = param.split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            match name.trim() {
+                "q" => match value.parse::<f32>() {
+                    Ok(q) if (0.0..=1.0).contains(&q) => range.q = q,
+                    _ => continue 'ranges,
+                },
+                "charset" => range.utf8 = matches!(value, "utf-8" | "utf8"),
+                _ => {}
+            }
+        }
+        ranges.push(range);
+    }
+    ranges
+}
+
+/// How well `ranges` accept `ty/subtype`: the quality of the most specific matching range,
+/// its specificity (2 exact, 1 `type/*`, 0 `*/*`) and its position. `None` if none matches
+/// or the match has quality 0.
+fn acceptance(ranges: &[MediaRange], ty: &str, subtype: &str) -> Option<(f32, u8, usize)> {
+    let mut best: Option<(f32, u8, usize)> = None;
+    for (pos, r) in ranges.iter().enumerate() {
+        let specificity = match (r.ty.as_str(), r.subtype.as_str()) {
+            (t, s) if t == ty && s == subtype => 2,
+            (t, "*") if t == ty => 1,
+            ("*", "*") => 0,
+            _ => continue,
+        };
+        if best.is_none_or(|(_, s, _)| specificity > s) {
+            best = Some((if r.utf8 { r.q } else { 0.0 }, specificity, pos));
+        }
+    }
+    best.filter(|(q, _, _)| *q > 0.0)
+}
+
+/// The response media type for a GraphQL request, from its `Accept` header; `None` when the
+/// client accepts neither JSON type (406).
+///
+/// The highest quality wins; on a tie, the more specific range, then the one listed first,
+/// then `application/json`. So `*/*` and `application/*` get `application/json`, and so does
+/// a request without `Accept`: the graphql-http audit expects that (80D8), and so do the
+/// legacy clients that send none. The spec's post-2025 default would be
+/// `application/graphql-response+json`; clients that want it ask for it.
+fn negotiate(headers: &HeaderMap) -> Option<Media> {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return Some(Media::Json);
+    };
+    let accept = accept.to_str().ok()?;
+    if accept.trim().is_empty() {
+        return Some(Media::Json);
+    }
+    let ranges = media_ranges(accept);
+    let json = acceptance(&ranges, "application", "json");
+    let modern = acceptance(&ranges, "application", "graphql-response+json");
+    match (json, modern) {
+        (None, None) => None,
+        (Some(_), None) => Some(Media::Json),
+        (None, Some(_)) => Some(Media::GraphqlResponse),
+        (Some((jq, js, jp)), Some((mq, ms, mp))) => {
+            let modern_wins = mq > jq || (mq == jq && (ms > js || (ms == js && mp < jp)));
+            Some(if modern_wins {
+                Media::GraphqlResponse
+            } else {
+                Media::Json
+            })
+        }
+    }
+}
+
+/// Whether the client names `text/html` (or `text/*`) as acceptable: a browser, for GraphiQL.
+/// `*/*` alone does not count, so `curl` without a query gets a 400 that says what is missing.
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| acceptance(&media_ranges(a), "text", "html"))
+        .is_some_and(|(_, specificity, _)| specificity > 0)
+}
+
+/// 406: the client accepts no media type Fanout answers GraphQL requests with. The spec
+/// recommends this over answering in a type the client did not ask for.
+fn not_acceptable() -> Response {
+    request_error(
+        Media::Json,
+        StatusCode::NOT_ACCEPTABLE,
+        "/graphql answers with `application/graphql-response+json` or `application/json`; \
+         the Accept header allows neither",
+    )
+}
+
+/// Whether a POST's `Content-Type` is `application/json` in UTF-8 (the charset may be
+/// omitted, which means UTF-8).
+fn is_json_utf8(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
+    else {
+        return false;
+    };
+    let mut parts = content_type.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|essence| essence.eq_ignore_ascii_case("application/json"))
     {
+        return false;
+    }
+    parts.all(|param| match param.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let value = value.trim().trim_matches('"');
+            value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
+        }
+        _ => true,
+    })
+}
+
+async fn graphql_post(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    if !is_json_utf8(&headers) {
         return request_error(
+            media,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "POST /graphql takes a JSON body with `Content-Type: application/json`",
+            "POST /graphql takes a JSON body with `Content-Type: application/json` (UTF-8)",
         );
     }
-    let request: Request = match serde_json::from_slice(&body) {
+    let request = match parse_post(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return request_error(
-                StatusCode::BAD_REQUEST,
-                &format!("the body is not a GraphQL request: {e}"),
-            );
+        Err(e) => return request_error(media, StatusCode::BAD_REQUEST, &e),
+    };
+    execute(&st, request, headers, media).await
+}
+
+/// The kind of a JSON value, for error messages.
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A GraphQL-over-HTTP POST body: a JSON object with `query` (a string, required),
+/// `operationName` (a string), `variables` and `extensions` (objects); `null` means absent
+/// and other members are ignored. Anything else is not a well-formed request (400), which
+/// the engine never sees.
+///
+/// Batching is OFF on purpose: a JSON array of requests is refused with a 400 that says so.
+/// One POST is one operation, so the request deadline, the upstream call budget, the trace
+/// and the status code all describe a single operation.
+fn parse_post(body: &[u8]) -> Result<Request, String> {
+    use serde_json::Value as Json;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(
+            "the body is empty: POST /graphql takes a JSON object with a `query` string".into(),
+        );
+    }
+    let json: Json =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let mut fields = match json {
+        Json::Object(fields) => fields,
+        Json::Array(_) => {
+            return Err("batched requests (a JSON array) are not supported: \
+                        send one JSON object with a `query` per POST"
+                .into());
+        }
+        other => {
+            return Err(format!(
+                "the body must be a JSON object with a `query` string, not {}",
+                kind(&other)
+            ));
         }
     };
-    execute(&st, request, headers).await
+    let query = match fields.remove("query") {
+        Some(Json::String(query)) => query,
+        None | Some(Json::Null) => return Err("the body has no `query` string".into()),
+        Some(other) => return Err(format!("`query` must be a string, not {}", kind(&other))),
+    };
+    let operation_name = match fields.remove("operationName") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(name)) => Some(name),
+        Some(other) => {
+            return Err(format!(
+                "`operationName` must be a string, not {}",
+                kind(&other)
+            ));
+        }
+    };
+    let object = |name: &str, value: Option<Json>| match value {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Object(map)) => Ok(Some(map)),
+        Some(other) => Err(format!("`{name}` must be an object, not {}", kind(&other))),
+    };
+    let variables = object("variables", fields.remove("variables"))?;
+    let extensions = object("extensions", fields.remove("extensions"))?;
+    build_request(query, operation_name, variables, extensions)
+}
+
+/// The engine's request. An empty `operationName` means none, as the spec says for GET.
+fn build_request(
+    query: String,
+    operation_name: Option<String>,
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
+    extensions: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Request, String> {
+    let mut request = Request::new(query);
+    if let Some(name) = operation_name.filter(|n| !n.is_empty()) {
+        request = request.operation_name(name);
+    }
+    if let Some(vars) = variables {
+        request = request.variables(async_graphql::Variables::from_json(vars.into()));
+    }
+    for (name, value) in extensions.into_iter().flatten() {
+        let value = ConstValue::from_json(value)
+            .map_err(|e| format!("`extensions.{name}` is not a GraphQL value: {e}"))?;
+        request.extensions.0.insert(name, value);
+    }
+    Ok(request)
 }
 
 async fn graphql_get(
@@ -115,20 +359,23 @@ async fn graphql_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let query = query.unwrap_or_default();
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    if wants_html && !query.contains("query=") {
-        return Html(graphiql::page(&st.opts.graphiql_assets)).into_response();
+    let params = GetParams::parse(query.as_deref().unwrap_or_default());
+    if params.query.is_none() && accepts_html(&headers) {
+        let mut resp = Html(graphiql::page(&st.opts.graphiql_assets)).into_response();
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept"));
+        return resp;
     }
-    let request = match parse_get(&query) {
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let request = match params.into_request() {
         Ok(r) => r,
-        Err(e) => return request_error(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return request_error(media, StatusCode::BAD_REQUEST, &e),
     };
     if is_mutation(&request) {
         let mut resp = request_error(
+            media,
             StatusCode::METHOD_NOT_ALLOWED,
             "mutations must be sent with POST",
         );
@@ -136,37 +383,62 @@ async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    execute(&st, request, headers).await
+    execute(&st, request, headers, media).await
 }
 
-/// A GraphQL-over-HTTP GET: `query`, `operationName`, `variables` and `extensions` (JSON).
-fn parse_get(query_string: &str) -> Result<Request, String> {
-    let mut query = None;
-    let mut request_extras = (None, None);
-    for (k, v) in url::form_urlencoded::parse(query_string.as_bytes()) {
-        match &*k {
-            "query" => query = Some(v.into_owned()),
-            "operationName" if !v.is_empty() => request_extras.0 = Some(v.into_owned()),
-            "variables" if !v.is_empty() => request_extras.1 = Some(v.into_owned()),
-            _ => {}
+/// The parameters of a GraphQL-over-HTTP GET, form-encoded in the query string:
+/// `query`, `operationName`, and `variables` and `extensions` as JSON.
+#[derive(Default)]
+struct GetParams {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+impl GetParams {
+    fn parse(query_string: &str) -> GetParams {
+        let mut params = GetParams::default();
+        for (k, v) in url::form_urlencoded::parse(query_string.as_bytes()) {
+            let slot = match &*k {
+                "query" => &mut params.query,
+                "operationName" => &mut params.operation_name,
+                "variables" => &mut params.variables,
+                "extensions" => &mut params.extensions,
+                _ => continue,
+            };
+            *slot = Some(v.into_owned());
         }
+        params
     }
-    let Some(query) = query else {
-        return Err("GET /graphql needs a `query` parameter".into());
+
+    fn into_request(self) -> Result<Request, String> {
+        let Some(query) = self.query else {
+            return Err("GET /graphql needs a `query` parameter".into());
+        };
+        let variables = json_object_param("variables", self.variables)?;
+        let extensions = json_object_param("extensions", self.extensions)?;
+        build_request(query, self.operation_name, variables, extensions)
+    }
+}
+
+/// A GET parameter that holds a JSON object; empty or `null` mean absent.
+fn json_object_param(
+    name: &str,
+    value: Option<String>,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+    let Some(text) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
     };
-    let mut request = Request::new(query);
-    if let Some(name) = request_extras.0 {
-        request = request.operation_name(name);
+    match serde_json::from_str(&text) {
+        Ok(serde_json::Value::Object(map)) => Ok(Some(map)),
+        Ok(serde_json::Value::Null) => Ok(None),
+        Ok(other) => Err(format!(
+            "`{name}` must be a JSON object, not {}",
+            kind(&other)
+        )),
+        Err(e) => Err(format!("`{name}` is not JSON: {e}")),
     }
-    if let Some(vars) = request_extras.1 {
-        let json: serde_json::Value =
-            serde_json::from_str(&vars).map_err(|e| format!("`variables` is not JSON: {e}"))?;
-        if !json.is_object() {
-            return Err("`variables` must be a JSON object".into());
-        }
-        request = request.variables(async_graphql::Variables::from_json(json));
-    }
-    Ok(request)
 }
 
 /// Whether the operation the request selects is a mutation. An unparsable query is left to
@@ -185,17 +457,13 @@ fn is_mutation(request: &Request) -> bool {
     })
 }
 
-async fn execute(st: &AppState, request: Request, headers: HeaderMap) -> Response {
+async fn execute(st: &AppState, request: Request, headers: HeaderMap, media: Media) -> Response {
     let trace = headers
         .get(TRACE_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| !matches!(v, "" | "0" | "false"));
-    let graphql_json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains(GRAPHQL_RESPONSE));
     let resp = st.live.get().execute(request, headers, trace).await;
-    respond(resp, graphql_json)
+    respond(resp, media)
 }
 
 /// A request error (parse, validation): no `data`, and errors that have no path.
@@ -216,33 +484,43 @@ struct Body<'a> {
     extensions: &'a std::collections::BTreeMap<String, ConstValue>,
 }
 
-fn respond(resp: GqlResponse, graphql_json: bool) -> Response {
+/// A GraphQL response in `media`. A request error has no `data`; under
+/// `application/graphql-response+json` it is 400, under `application/json` 200 (the spec's
+/// SHOULD for each). A response with `data`, even `null`, is 200.
+fn respond(resp: GqlResponse, media: Media) -> Response {
     let request_error = is_request_error(&resp);
     let body = Body {
         data: (!request_error).then_some(&resp.data),
         errors: &resp.errors,
         extensions: &resp.extensions,
     };
-    let status = if graphql_json && request_error {
+    let status = if media == Media::GraphqlResponse && request_error {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let content_type = if graphql_json {
-        GRAPHQL_RESPONSE
-    } else {
-        "application/json"
-    };
     let bytes = serde_json::to_vec(&body).expect("GraphQL values always serialize");
-    (status, [(header::CONTENT_TYPE, content_type)], bytes).into_response()
+    with_headers(status, media, bytes)
 }
 
-fn request_error(status: StatusCode, message: &str) -> Response {
+/// A request Fanout refuses before the engine sees it (not a well-formed GraphQL-over-HTTP
+/// request, wrong method or media type): `errors` only, in the negotiated media type.
+fn request_error(media: Media, status: StatusCode, message: &str) -> Response {
     let body = json!({ "errors": [{ "message": message }] });
+    with_headers(status, media, body.to_string().into_bytes())
+}
+
+/// A `/graphql` answer: its media type, and `Vary: Accept` since that header chose it (a
+/// cache must not hand a GET's `application/json` answer to a client that asked for
+/// `application/graphql-response+json`).
+fn with_headers(status: StatusCode, media: Media, body: Vec<u8>) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        [
+            (header::CONTENT_TYPE, media.content_type()),
+            (header::VARY, "accept"),
+        ],
+        body,
     )
         .into_response()
 }

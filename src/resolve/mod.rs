@@ -62,6 +62,12 @@ pub struct Exec {
     _cancel: DropGuard,
 }
 
+/// How long the DataLoader gathers keys before a batch goes out. The keys of one level are
+/// already gathered by [`InFlight::settled`], and a request's fields all run in its one task,
+/// so the batch only has to start after that task's current turn: no timer is needed, and
+/// the DataLoader's default of 1 ms would be pure latency.
+const BATCH_DELAY: std::time::Duration = std::time::Duration::ZERO;
+
 /// The request's upstream calls still waiting for an answer, outside batches.
 ///
 /// A batch key waits (briefly) until there are none: the keys of one level come from the
@@ -123,7 +129,7 @@ impl Exec {
         Exec {
             deadline: Instant::now() + gw.options.request_timeout,
             calls: Calls::new(trace),
-            loader: Arc::new(DataLoader::new(loader, tokio::spawn)),
+            loader: Arc::new(DataLoader::new(loader, tokio::spawn).delay(BATCH_DELAY)),
             keys: Mutex::default(),
             gw,
             client_headers,
