@@ -170,19 +170,16 @@ fn acceptance(ranges: &[MediaRange], ty: &str, subtype: &str) -> Option<(f32, u8
 /// client accepts neither JSON type (406).
 ///
 /// The highest quality wins; on a tie, the more specific range, then the one listed first,
-/// then `application/json`. So `*/*` and `application/*` get `application/json`, and so does
-/// a request without `Accept`: the graphql-http audit expects that (80D8), and so do the
-/// legacy clients that send none. The spec's post-2025 default would be
-/// `application/graphql-response+json`; clients that want it ask for it.
+/// then `application/json`. So `*/*` and `application/*` get `application/json`, and so
+/// does a request without `Accept` (or an empty one): the graphql-http audit expects that
+/// (80D8), and so do the legacy clients that send none. The spec's post-2025 default would
+/// be `application/graphql-response+json`; clients that want it ask for it.
 fn negotiate(headers: &HeaderMap) -> Option<Media> {
-    let Some(accept) = headers.get(header::ACCEPT) else {
-        return Some(Media::Json);
-    };
-    let accept = accept.to_str().ok()?;
+    let accept = accept(headers);
     if accept.trim().is_empty() {
         return Some(Media::Json);
     }
-    let ranges = media_ranges(accept);
+    let ranges = media_ranges(&accept);
     let json = acceptance(&ranges, "application", "json");
     let modern = acceptance(&ranges, "application", "graphql-response+json");
     match (json, modern) {
@@ -203,11 +200,19 @@ fn negotiate(headers: &HeaderMap) -> Option<Media> {
 /// Whether the client names `text/html` (or `text/*`) as acceptable: a browser, for GraphiQL.
 /// `*/*` alone does not count, so `curl` without a query gets a 400 that says what is missing.
 fn accepts_html(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|a| acceptance(&media_ranges(a), "text", "html"))
+    acceptance(&media_ranges(&accept(headers)), "text", "html")
         .is_some_and(|(_, specificity, _)| specificity > 0)
+}
+
+/// The `Accept` list: several `Accept` lines make one list; a line that is not visible ASCII
+/// is ignored. Empty when there is none.
+fn accept(headers: &HeaderMap) -> String {
+    let lines: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    lines.join(",")
 }
 
 /// 406: the client accepts no media type Fanout answers GraphQL requests with. The spec

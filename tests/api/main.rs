@@ -7,6 +7,7 @@ mod demo;
 mod diagnostics;
 mod execution;
 mod http;
+mod http_conformance;
 mod reload;
 mod resilience;
 mod smoke;
