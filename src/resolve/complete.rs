@@ -324,10 +324,6 @@ impl Exec {
     }
 
     /// Calls the upstream for a `@rest` field, within the field's deadline.
-    #[allow(
-        clippy::mutable_key_type,
-        reason = "a BatchKey hashes only its group id and key text, which never change"
-    )]
     async fn fetch(
         &self,
         rest: &RestBinding,

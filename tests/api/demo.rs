@@ -9,7 +9,7 @@ use std::{
 
 use fanout::{Gateway, Options, demo::Demo};
 use serde_json::{Value as Json, json};
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 const SCHEMA: &str = include_str!("../../schema.graphql");
 const LATENCY: Duration = Duration::from_millis(20);
@@ -56,13 +56,7 @@ impl DemoGateway {
             "schema.graphql warnings: {warnings:#?}"
         );
         let app = fanout::http::router(gw, Default::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            fanout::server::serve(listener, app, std::future::pending())
-                .await
-                .unwrap();
-        });
+        let (addr, task) = crate::support::serve(app).await;
         DemoGateway {
             demo,
             addr,

@@ -19,7 +19,7 @@ use fanout::{
     reload::{Live, Reloader},
 };
 use serde_json::{Value as Json, json};
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 use crate::support::{Mock, Reply, with_mock};
 
@@ -127,13 +127,7 @@ impl Served {
             live: live.clone(),
         };
         let app = fanout::http::live_router(live, HttpOptions::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            fanout::server::serve(listener, app, std::future::pending())
-                .await
-                .unwrap();
-        });
+        let (addr, task) = crate::support::serve(app).await;
         Served {
             addr,
             http: reqwest::Client::new(),

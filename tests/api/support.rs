@@ -182,13 +182,7 @@ impl Fanout {
             Err(diags) => panic!("schema did not load: {diags:#?}"),
         };
         let app = fanout::http::router(gw, HttpOptions::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            fanout::server::serve(listener, app, std::future::pending())
-                .await
-                .unwrap();
-        });
+        let (addr, task) = crate::support::serve(app).await;
         Fanout {
             addr,
             http: reqwest::Client::new(),
@@ -226,6 +220,18 @@ impl Drop for Fanout {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Serves `app` on 127.0.0.1:0 until the returned task is aborted.
+pub async fn serve(app: Router) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        fanout::server::serve(listener, app, std::future::pending())
+            .await
+            .unwrap();
+    });
+    (addr, task)
 }
 
 /// `schema` with every `{MOCK}` replaced by the mock's base URL.
