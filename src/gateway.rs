@@ -90,7 +90,12 @@ impl Gateway {
         let trace = trace && self.options.allow_trace;
         let exec = Arc::new(Exec::new(self.clone(), headers, trace));
         let response = self.schema.execute(request.data(exec.clone())).await;
-        exec.finish(response)
+        let mut response = exec.finish(response);
+        response
+            .errors
+            .iter_mut()
+            .for_each(schema::limits::classify);
+        response
     }
 }
 

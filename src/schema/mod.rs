@@ -14,20 +14,35 @@ use async_graphql::{
 
 use crate::sdl::{Bindings, FieldDef, InputValueDef, TypeKind};
 
-/// Limits the engine enforces while validating a query.
+pub mod limits;
+
+/// Limits checked before a query executes, and what the schema reveals about itself.
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_depth: usize,
+    /// Each field counts 1 plus its children (lists are not multiplied).
     pub max_complexity: usize,
+    pub max_aliases: usize,
+    pub max_root_fields: usize,
+    pub max_directives: usize,
+    /// How deeply the parser may nest (selection sets, lists, objects).
+    pub max_recursion: usize,
     pub introspection: bool,
+    /// "Did you mean ...?" in validation errors, which reveals field names.
+    pub suggestions: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_depth: 32,
-            max_complexity: 10_000,
+            max_depth: 15,
+            max_complexity: 1_000,
+            max_aliases: 30,
+            max_root_fields: 20,
+            max_directives: 10,
+            max_recursion: 32,
             introspection: true,
+            suggestions: true,
         }
     }
 }
@@ -40,9 +55,18 @@ pub fn build(bindings: &Bindings, limits: &Limits) -> Result<Schema, String> {
     }
     builder = builder
         .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity);
+        .limit_complexity(limits.max_complexity)
+        .limit_directives(limits.max_directives)
+        .limit_recursive_depth(limits.max_recursion)
+        .extension(limits::ShapeLimits {
+            max_aliases: limits.max_aliases,
+            max_root_fields: limits.max_root_fields,
+        });
     if !limits.introspection {
         builder = builder.disable_introspection();
+    }
+    if !limits.suggestions {
+        builder = builder.disable_suggestions();
     }
     builder.finish().map_err(|e| e.0)
 }

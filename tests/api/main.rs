@@ -8,6 +8,7 @@ mod diagnostics;
 mod execution;
 mod http;
 mod http_conformance;
+mod limits;
 mod reload;
 mod resilience;
 mod smoke;

@@ -552,7 +552,11 @@ async fn retry_budget_caps_extra_load_on_a_failing_upstream() {
         "#,
         &mock,
     );
-    let fanout = Fanout::start(&schema).await;
+    // 40 aliased root fields: above the default query-shape limits, raised for this test.
+    let mut options = fanout::Options::default();
+    options.limits.max_aliases = 100;
+    options.limits.max_root_fields = 100;
+    let fanout = Fanout::with_options(&schema, options).await;
     let fields: Vec<String> = (0..40)
         .map(|i| format!("a{i}: item(id: \"{i}\") {{ id }}"))
         .collect();

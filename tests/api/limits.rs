@@ -1,0 +1,127 @@
+//! Query-shape limits and schema exposure: every refusal is coded and calls no upstream.
+
+use fanout::Options;
+use serde_json::{Value as Json, json};
+
+use crate::support::{Fanout, Mock, Reply, codes, with_mock};
+
+const SCHEMA: &str = r#"
+    extend schema @upstream(name: "users", baseUrl: "{MOCK}")
+    type Query { user(id: ID!): User @rest(upstream: "users", path: "/users/{args.id}") }
+    type User { id: ID! name: String friend: User @rest(upstream: "users", path: "/users/{parent.id}") }
+"#;
+
+async fn serve(options: Options) -> (Mock, Fanout) {
+    let mock = Mock::start(|_| Reply::json(json!({"id": 1, "name": "Ada"}))).await;
+    let fanout = Fanout::with_options(&with_mock(SCHEMA, &mock), options).await;
+    (mock, fanout)
+}
+
+/// The one error of a refused request: its code, and that nothing executed.
+fn refused(resp: &Json) -> String {
+    assert!(
+        resp.get("data").is_none(),
+        "a refused request has no data: {resp}"
+    );
+    let codes = codes(resp);
+    assert_eq!(codes.len(), 1, "{resp}");
+    codes[0].clone()
+}
+
+#[tokio::test]
+async fn a_query_nested_too_deep_is_refused_before_any_call() {
+    let mut options = Options::default();
+    options.limits.max_depth = 3;
+    let (mock, fanout) = serve(options).await;
+    let resp = fanout
+        .query(r#"{ user(id: 1) { friend { friend { friend { name } } } } }"#)
+        .await;
+    assert_eq!(refused(&resp), "DEPTH_LIMIT_EXCEEDED");
+    assert_eq!(mock.count(), 0);
+    // Within the limit it runs.
+    let resp = fanout.query(r#"{ user(id: 1) { friend { name } } }"#).await;
+    assert_eq!(resp["data"]["user"]["friend"]["name"], "Ada");
+}
+
+#[tokio::test]
+async fn a_query_too_complex_is_refused_before_any_call() {
+    let mut options = Options::default();
+    options.limits.max_complexity = 5;
+    let (mock, fanout) = serve(options).await;
+    let resp = fanout
+        .query(r#"{ user(id: 1) { id name friend { id name friend { id } } } }"#)
+        .await;
+    assert_eq!(refused(&resp), "COMPLEXITY_LIMIT_EXCEEDED");
+    assert_eq!(mock.count(), 0);
+}
+
+#[tokio::test]
+async fn too_many_aliases_are_refused_before_any_call() {
+    let (mock, fanout) = serve(Options::default()).await;
+    let fields: Vec<String> = (0..31).map(|i| format!("n{i}: name")).collect();
+    let query = format!("{{ user(id: 1) {{ {} }} }}", fields.join(" "));
+    let resp = fanout.query(&query).await;
+    assert_eq!(refused(&resp), "ALIAS_LIMIT_EXCEEDED");
+    assert_eq!(mock.count(), 0);
+}
+
+#[tokio::test]
+async fn too_many_root_fields_are_refused_before_any_call() {
+    let mut options = Options::default();
+    options.limits.max_aliases = 100;
+    let (mock, fanout) = serve(options).await;
+    let fields: Vec<String> = (0..21)
+        .map(|i| format!("u{i}: user(id: {i}) {{ id }}"))
+        .collect();
+    let resp = fanout.query(&format!("{{ {} }}", fields.join(" "))).await;
+    assert_eq!(refused(&resp), "ROOT_FIELD_LIMIT_EXCEEDED");
+    assert_eq!(mock.count(), 0);
+}
+
+#[tokio::test]
+async fn too_many_directives_are_refused_before_any_call() {
+    let (mock, fanout) = serve(Options::default()).await;
+    let dirs = "@include(if: true) ".repeat(11);
+    let resp = fanout
+        .query(&format!("{{ user(id: 1) {{ name {dirs} }} }}"))
+        .await;
+    assert_eq!(refused(&resp), "GRAPHQL_VALIDATION_FAILED");
+    assert_eq!(mock.count(), 0);
+}
+
+#[tokio::test]
+async fn parse_and_validation_errors_are_coded() {
+    let (mock, fanout) = serve(Options::default()).await;
+    assert_eq!(
+        refused(&fanout.query("{ user(id: 1) { name ").await),
+        "GRAPHQL_PARSE_FAILED"
+    );
+    assert_eq!(
+        refused(&fanout.query("{ user(id: 1) { nme } }").await),
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    assert_eq!(mock.count(), 0);
+}
+
+#[tokio::test]
+async fn introspection_and_suggestions_can_be_switched_off() {
+    let mut options = Options::default();
+    options.limits.introspection = false;
+    options.limits.suggestions = false;
+    let (mock, fanout) = serve(options).await;
+    let resp = fanout.query("{ __schema { types { name } } }").await;
+    assert!(
+        resp["data"]["__schema"].is_null() || resp.get("errors").is_some(),
+        "introspection answered: {resp}"
+    );
+    let resp = fanout.query("{ user(id: 1) { nme } }").await;
+    assert!(!resp.to_string().contains("Did you mean"), "{resp}");
+    assert_eq!(mock.count(), 0);
+
+    // With both on (the default), both work.
+    let (_mock, fanout) = serve(Options::default()).await;
+    let resp = fanout.query("{ __schema { queryType { name } } }").await;
+    assert_eq!(resp["data"]["__schema"]["queryType"]["name"], "Query");
+    let resp = fanout.query("{ user(id: 1) { nme } }").await;
+    assert!(resp.to_string().contains("Did you mean"), "{resp}");
+}
