@@ -21,6 +21,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
 pub enum Command {
     /// Serve the schema (the default).
     Serve(ServeArgs),
@@ -95,21 +96,90 @@ pub struct ServeArgs {
     /// Where GraphiQL's assets are loaded from.
     #[arg(long, env = "FANOUT_GRAPHIQL_ASSETS", default_value = crate::http::graphiql::DEFAULT_ASSETS)]
     pub graphiql_assets: String,
+    /// `production` (introspection, field suggestions and traces off) or `development`
+    /// (all on). Default: development with --demo, else production.
+    #[arg(long, env = "FANOUT_PROFILE", value_enum)]
+    pub profile: Option<Profile>,
+    /// Serve everything under this path, e.g. `/gateway` (behind a reverse proxy).
+    #[arg(long, env = "FANOUT_PATH_PREFIX", default_value = "")]
+    pub path_prefix: String,
+    /// Origins allowed by CORS (repeat, or comma-separate in the variable). None: no CORS.
+    #[arg(long, env = "FANOUT_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    /// Let CORS requests carry credentials (cookies, authorization). Needs explicit origins.
+    #[arg(long, env = "FANOUT_CORS_CREDENTIALS")]
+    pub cors_credentials: bool,
+    /// Largest request body, in bytes (413 beyond).
+    #[arg(long, env = "FANOUT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    #[arg(long, env = "FANOUT_MAX_DEPTH", default_value_t = Limits::default().max_depth)]
+    pub max_depth: usize,
+    #[arg(long, env = "FANOUT_MAX_COMPLEXITY", default_value_t = Limits::default().max_complexity)]
+    pub max_complexity: usize,
+    #[arg(long, env = "FANOUT_MAX_ALIASES", default_value_t = Limits::default().max_aliases)]
+    pub max_aliases: usize,
+    #[arg(long, env = "FANOUT_MAX_ROOT_FIELDS", default_value_t = Limits::default().max_root_fields)]
+    pub max_root_fields: usize,
+    #[arg(long, env = "FANOUT_MAX_DIRECTIVES", default_value_t = Limits::default().max_directives)]
+    pub max_directives: usize,
+    /// On SIGTERM: keep accepting requests this long with /readyz at 503, so a load
+    /// balancer stops sending traffic first (default: stop accepting at once).
+    #[arg(long, env = "FANOUT_DRAIN_DELAY", value_parser = duration)]
+    pub drain_delay: Option<Duration>,
+    /// On SIGTERM: how long in-flight requests may take to finish before the process exits.
+    #[arg(long, env = "FANOUT_DRAIN_GRACE", default_value = "10s", value_parser = duration)]
+    pub drain_grace: Duration,
+    /// `text` or `json` (one JSON object per line).
+    #[arg(long, env = "FANOUT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Production,
+    Development,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl ServeArgs {
+    pub fn profile(&self) -> Profile {
+        self.profile.unwrap_or(if self.demo {
+            Profile::Development
+        } else {
+            Profile::Production
+        })
+    }
+
     pub fn options(&self) -> Options {
+        let dev = self.profile() == Profile::Development;
         Options {
             default_timeout: self.default_timeout,
             request_timeout: self.request_timeout,
             debug_errors: self.debug_errors,
-            allow_trace: !self.no_trace,
-            limits: Limits::default(),
+            allow_trace: dev && !self.no_trace,
+            limits: Limits {
+                max_depth: self.max_depth,
+                max_complexity: self.max_complexity,
+                max_aliases: self.max_aliases,
+                max_root_fields: self.max_root_fields,
+                max_directives: self.max_directives,
+                introspection: dev,
+                suggestions: dev,
+                ..Limits::default()
+            },
         }
     }
 
     pub fn http_options(&self) -> HttpOptions {
         HttpOptions {
+            max_body_bytes: self.max_body_bytes,
+            cors_origins: self.cors_origin.clone(),
+            cors_credentials: self.cors_credentials,
             graphiql_assets: self.graphiql_assets.clone(),
         }
     }

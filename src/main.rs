@@ -5,7 +5,7 @@ use std::{collections::HashMap, process::ExitCode, sync::Arc};
 use clap::Parser;
 use fanout::{
     Gateway,
-    config::{CheckArgs, Cli, Command, DemoServicesArgs, Format, SchemaArg, ServeArgs},
+    config::{CheckArgs, Cli, Command, DemoServicesArgs, Format, LogFormat, SchemaArg, ServeArgs},
     demo, gateway, http, reload, sdl, server,
 };
 use tokio::net::TcpListener;
@@ -13,12 +13,22 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let json_logs = match &cli.command {
+        Some(Command::Serve(args)) => args.log_format == LogFormat::Json,
+        None => cli.serve.log_format == LogFormat::Json,
+        _ => false,
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if json_logs {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     match cli.command {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Print(arg)) => print(&arg),
@@ -160,6 +170,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let Some(gw) = load(&args.schema, args.options(), &*env) else {
         return ExitCode::FAILURE;
     };
+    if let Err(e) = http::edge::cors(&args.cors_origin, args.cors_credentials) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let prefix = args.path_prefix.trim_end_matches('/').to_owned();
+    if !prefix.is_empty() && !prefix.starts_with('/') {
+        eprintln!("error: --path-prefix must start with `/`, e.g. /gateway");
+        return ExitCode::FAILURE;
+    }
     let live = reload::Live::new(gw);
     let reloader = reload::Reloader {
         path: args.schema.schema.clone(),
@@ -187,12 +206,39 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(
-        "Fanout serving {} on http://{addr}/graphql",
+        profile = ?args.profile(),
+        "Fanout serving {} on http://{addr}{prefix}/graphql",
         args.schema.schema.display()
     );
-    let app = http::live_router(live, args.http_options());
-    match server::serve(listener, app, server::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let routes = http::live_router(live.clone(), args.http_options());
+    let app = if prefix.is_empty() {
+        routes
+    } else {
+        axum::Router::new().nest(&prefix, routes)
+    };
+    // On SIGTERM or Ctrl-C: /readyz turns 503 (for `--drain-delay`, still serving), then new
+    // connections are refused and in-flight requests get `--drain-grace` to finish; then the
+    // process exits regardless.
+    let (grace, delay) = (args.drain_grace, args.drain_delay);
+    let shutdown = async move {
+        server::shutdown_signal().await;
+        live.set_draining();
+        if let Some(delay) = delay {
+            tracing::info!(delay = ?delay, "draining: /readyz is 503, still accepting");
+            tokio::time::sleep(delay).await;
+        }
+        tracing::info!(grace = ?grace, "draining: finishing in-flight requests");
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            tracing::warn!("drain grace period over; exiting with requests still in flight");
+            std::process::exit(0);
+        });
+    };
+    match server::serve(listener, app, shutdown).await {
+        Ok(()) => {
+            tracing::info!("drained; bye");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -22,15 +22,26 @@ pub struct Live {
     version: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Live {
+    /// From now on `/readyz` answers 503: the process is shutting down.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     pub fn new(gw: Arc<Gateway>) -> Arc<Live> {
         Arc::new(Live {
             current: RwLock::new(gw),
             version: AtomicU64::new(1),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            draining: Default::default(),
         })
     }
 

@@ -1,5 +1,6 @@
 //! The HTTP surface: `/graphql` (POST and GET, GraphiQL for browsers), `/healthz`, `/readyz`.
 
+pub mod edge;
 pub mod graphiql;
 
 use std::sync::Arc;
@@ -25,6 +26,11 @@ pub const TRACE_HEADER: &str = "x-fanout-trace";
 /// Options of the HTTP layer.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// CORS allow-list; empty means no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    pub cors_credentials: bool,
     /// Where GraphiQL's scripts and styles are loaded from.
     pub graphiql_assets: String,
 }
@@ -32,6 +38,9 @@ pub struct HttpOptions {
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
+            max_body_bytes: 1 << 20,
+            cors_origins: Vec::new(),
+            cors_credentials: false,
             graphiql_assets: graphiql::DEFAULT_ASSETS.to_owned(),
         }
     }
@@ -49,20 +58,35 @@ pub fn router(gw: Arc<Gateway>, opts: HttpOptions) -> Router {
 }
 
 /// Fanout's routes over a schema that can be reloaded (see [`crate::reload`]).
+///
+/// Panics when the CORS settings are contradictory; [`edge::cors`] checks them first.
 pub fn live_router(live: Arc<Live>, opts: HttpOptions) -> Router {
-    Router::new()
+    let cors = edge::cors(&opts.cors_origins, opts.cors_credentials).expect("valid CORS settings");
+    let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(opts.max_body_bytes))
+        .layer(axum::middleware::from_fn(edge::request_id))
         .with_state(AppState {
             live,
             opts: Arc::new(opts),
-        })
+        });
+    match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
 }
 
+/// 200 while serving; 503 once draining (SIGTERM), so load balancers stop sending traffic.
 async fn readyz(State(st): State<AppState>) -> Response {
-    let body = json!({ "status": "ready", "schemaVersion": st.live.version() });
+    let version = st.live.version();
+    if st.live.is_draining() {
+        let body = json!({ "status": "draining", "schemaVersion": version });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    let body = json!({ "status": "ready", "schemaVersion": version });
     axum::Json(body).into_response()
 }
 

@@ -54,11 +54,13 @@ impl std::fmt::Debug for CallSpec {
 }
 
 impl CallSpec {
-    /// Identical GETs share this key: method, URL and every header sent.
+    /// Identical GETs share this key: method, URL and every header sent but the request id.
     pub(crate) fn dedup_key(&self) -> String {
         let mut headers: Vec<String> = self
             .headers
             .iter()
+            // The request id differs per client request but asks nothing different.
+            .filter(|(k, _)| **k != crate::http::edge::REQUEST_ID)
             .map(|(k, v)| format!("{k}:{}", String::from_utf8_lossy(v.as_bytes())))
             .collect();
         headers.sort();
@@ -147,6 +149,9 @@ pub fn render(
                 }
             }
         }
+    }
+    if let Some(id) = client.get(&crate::http::edge::REQUEST_ID) {
+        headers.insert(crate::http::edge::REQUEST_ID, id.clone());
     }
     let body = rest.body.as_ref().map(|b| b.render_json(scope));
     if body.is_some() {

@@ -5,6 +5,7 @@ mod bindings;
 mod corpus;
 mod demo;
 mod diagnostics;
+mod edge;
 mod execution;
 mod http;
 mod http_conformance;

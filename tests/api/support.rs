@@ -250,3 +250,76 @@ pub fn codes(resp: &Json) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The real `fanout` binary on a free loopback port, killed when dropped.
+pub struct Process {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    /// Starts `fanout ARGS --listen 127.0.0.1:PORT`, with no `FANOUT_*` variables inherited.
+    pub fn spawn(args: &[&str]) -> Process {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let log = std::env::temp_dir().join(format!("fanout-test-{}.log", addr.port()));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"));
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("FANOUT_")) {
+            cmd.env_remove(k);
+        }
+        cmd.args(args)
+            .args(["--listen", &addr.to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        let child = cmd.spawn().unwrap();
+        Process { child, addr, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `url_path` (e.g. `/healthz`) until it answers 200, for at most 20 s.
+    pub async fn wait_until_up(&mut self, url_path: &str) {
+        let url = format!("http://{}{url_path}", self.addr);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("fanout exited ({status}); log:\n{}", self.log());
+            }
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not up; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

@@ -1,0 +1,219 @@
+//! In front of the routes: request ids, CORS, body size, path prefix, profiles, drain.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+use crate::support::{Fanout, Mock, Process, Reply, with_mock};
+
+const SCHEMA: &str = r#"
+    extend schema @upstream(name: "users", baseUrl: "{MOCK}")
+    type Query { user(id: ID!): User @rest(upstream: "users", path: "/users/{args.id}") }
+    type User { id: ID! name: String }
+"#;
+
+async fn users() -> Mock {
+    Mock::start(|_| Reply::json(json!({"id": 1, "name": "Ada"}))).await
+}
+
+#[tokio::test]
+async fn request_id_is_passed_to_upstreams_and_returned() {
+    let mock = users().await;
+    let fanout = Fanout::start(&with_mock(SCHEMA, &mock)).await;
+    let body = json!({"query": "{ user(id: 1) { name } }"});
+    let resp = fanout
+        .http
+        .post(fanout.url())
+        .header("x-request-id", "req-123")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-123");
+    assert_eq!(mock.requests()[0].headers["x-request-id"], "req-123");
+
+    // Without one, Fanout makes one up, and the upstream sees the same.
+    let resp = fanout
+        .http
+        .post(fanout.url())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32, "{id}");
+    assert_eq!(mock.requests()[1].headers["x-request-id"], id.as_str());
+}
+
+#[tokio::test]
+async fn cors_answers_only_listed_origins_and_refuses_any_with_credentials() {
+    use fanout::http::edge::cors;
+    assert!(cors(&["*".into()], true).is_err());
+    assert!(cors(&[], false).unwrap().is_none());
+
+    let mock = users().await;
+    let gw = fanout::Gateway::load(&with_mock(SCHEMA, &mock), Default::default(), &|_| None)
+        .unwrap()
+        .0;
+    let opts = fanout::http::HttpOptions {
+        cors_origins: vec!["https://app.example".into()],
+        cors_credentials: true,
+        ..Default::default()
+    };
+    let (addr, _task) = crate::support::serve(fanout::http::router(gw, opts)).await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("http://{addr}/graphql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = preflight("https://app.example").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(mock.count(), 0);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_without_an_upstream_call() {
+    let mock = users().await;
+    let gw = fanout::Gateway::load(&with_mock(SCHEMA, &mock), Default::default(), &|_| None)
+        .unwrap()
+        .0;
+    let opts = fanout::http::HttpOptions {
+        max_body_bytes: 1000,
+        ..Default::default()
+    };
+    let (addr, _task) = crate::support::serve(fanout::http::router(gw, opts)).await;
+    let padding = " ".repeat(2000);
+    let body = format!(r#"{{"query": "{{ user(id: 1) {{ name }} }}{padding}"}}"#);
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(mock.count(), 0);
+}
+
+#[tokio::test]
+async fn binary_serves_under_a_prefix_and_drains_on_sigterm() {
+    let mut p = Process::spawn(&[
+        "--demo",
+        "--demo-latency",
+        "600ms",
+        "--path-prefix",
+        "/gw",
+        "--drain-delay",
+        "300ms",
+        "--drain-grace",
+        "5s",
+    ]);
+    p.wait_until_up("/gw/healthz").await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/gw", p.addr);
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("http://{}/readyz", p.addr))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "only the prefixed paths are served"
+    );
+
+    // A request in flight when SIGTERM arrives still gets its answer.
+    let slow = tokio::spawn({
+        let http = http.clone();
+        let url = format!("{base}/graphql");
+        async move {
+            http.post(url)
+                .json(&json!({"query": "{ user(id: \"1\") { name } }"}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Json>()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    p.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let readyz = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(readyz.status(), 503, "draining is not ready");
+    let answer = slow.await.unwrap();
+    assert_eq!(answer["data"]["user"]["name"], "Ada Lovelace", "{answer}");
+
+    let until = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < until, "did not exit; log:\n{}", p.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}; log:\n{}", p.log());
+}
+
+#[tokio::test]
+async fn production_profile_hides_the_schema_and_logs_json() {
+    let mut p = Process::spawn(&["--demo", "--profile", "production", "--log-format", "json"]);
+    p.wait_until_up("/healthz").await;
+    let url = format!("http://{}/graphql", p.addr);
+    let http = reqwest::Client::new();
+    let post = |query: &'static str| {
+        http.post(&url)
+            .header("x-fanout-trace", "1")
+            .json(&json!({ "query": query }))
+            .send()
+    };
+    let resp: Json = post("{ __schema { queryType { name } } }")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        resp["data"]["__schema"].is_null() || resp.get("data").is_none(),
+        "{resp}"
+    );
+    assert!(
+        resp.get("errors").is_some(),
+        "introspection is refused: {resp}"
+    );
+    let resp: Json = post("{ user(id: \"1\") { name } }")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["data"]["user"]["name"], "Ada Lovelace", "{resp}");
+    assert!(
+        resp.get("extensions").is_none(),
+        "no trace in production: {resp}"
+    );
+    let log = p.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("Fanout serving"))
+        .expect("startup line");
+    let parsed: Json = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(parsed["level"], "INFO");
+}
