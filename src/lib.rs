@@ -10,6 +10,7 @@
 //! - [`resolve`]: plans the query and completes every field, concurrently, with deadlines.
 //! - [`upstream`]: renders and sends REST calls; deduplication and batching.
 //! - [`error`]: what a failed field looks like to the client.
+//! - [`metrics`]: counters behind `/metrics`.
 //! - [`reload`]: a new schema for new requests, without a restart.
 //! - [`server`]: bind, serve, drain.
 //! - [`demo`]: the built-in REST services behind `fanout --demo`.
@@ -19,6 +20,7 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod reload;
 pub mod resolve;
 pub mod schema;

@@ -103,6 +103,8 @@ fanout_schema_reloads_total{{result=\"ok\"}} {ok}
 fanout_schema_reloads_total{{result=\"refused\"}} {refused}
 "
     );
+    let mut text = text;
+    crate::metrics::METRICS.render(&mut text);
     let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
     (content_type, text).into_response()
 }
@@ -284,6 +286,17 @@ async fn graphql_post(State(st): State<AppState>, headers: HeaderMap, body: Byte
             media,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "POST /graphql takes a JSON body with `Content-Type: application/json` (UTF-8)",
+        );
+    }
+    // A compressed body could expand past the size limit once decoded; none is accepted.
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return request_error(
+            media,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "compressed request bodies (Content-Encoding) are not accepted",
         );
     }
     let request = match parse_post(&body) {
@@ -491,7 +504,16 @@ async fn execute(st: &AppState, request: Request, headers: HeaderMap, media: Med
         .get(TRACE_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| !matches!(v, "" | "0" | "false"));
+    let start = std::time::Instant::now();
     let resp = st.live.get().execute(request, headers, trace).await;
+    let outcome = if is_request_error(&resp) {
+        "request_error"
+    } else if resp.errors.is_empty() {
+        "ok"
+    } else {
+        "field_errors"
+    };
+    crate::metrics::METRICS.request(outcome, start.elapsed());
     respond(resp, media)
 }
 

@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use url::Url;
 
+use crate::metrics::METRICS;
 use crate::{
     error::{ErrorKind, FieldError},
     sdl::{HeaderRule, RestBinding, Upstream, template::Scope},
@@ -282,6 +283,7 @@ impl Calls {
     }
 
     fn note_dedup(&self, spec: &CallSpec) {
+        METRICS.deduplicated();
         record(
             &self.trace,
             CallRecord {
@@ -359,6 +361,11 @@ pub async fn send(
     );
     if attempts > 1 {
         tracing::debug!(upstream = %up.name, attempts, "upstream call retried");
+    }
+    let outcome = result.as_ref().err().map_or("ok", FieldError::code);
+    METRICS.upstream_call(&up.name, outcome, start.elapsed());
+    if let Some(size) = batch_size {
+        METRICS.batch(size);
     }
     result
 }

@@ -217,3 +217,81 @@ async fn production_profile_hides_the_schema_and_logs_json() {
     let parsed: Json = serde_json::from_str(line).expect("a JSON log line");
     assert_eq!(parsed["level"], "INFO");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_upstream_calls_batches_and_dedup() {
+    let mock = Mock::start(|r| match r.path.as_str() {
+        "/orders" => Reply::json(json!([
+            {"id": 1, "productId": 7, "userId": 1},
+            {"id": 2, "productId": 8, "userId": 1}
+        ])),
+        "/users/1" => Reply::status(500, "{}"),
+        _ => Reply::json(json!([{"id": 7}, {"id": 8}])),
+    })
+    .await;
+    let schema = with_mock(
+        r#"
+        extend schema @upstream(name: "metered", baseUrl: "{MOCK}", retries: 0)
+        type Query { orders: [Order!] @rest(upstream: "metered", path: "/orders") }
+        type Order {
+          id: ID!
+          user: User @rest(upstream: "metered", path: "/users/{parent.userId}")
+          product: Product @rest(upstream: "metered", path: "/products",
+                                 batch: {key: "{parent.productId}", query: "ids", match: "id"})
+        }
+        type User { id: ID! }
+        type Product { id: ID! }
+        "#,
+        &mock,
+    );
+    let fanout = Fanout::start(&schema).await;
+    let resp = fanout
+        .query("{ orders { id user { id } product { id } } }")
+        .await;
+    assert_eq!(resp["data"]["orders"][1]["product"]["id"], "8", "{resp}");
+    // /orders, one /users/1 (the second order's is deduplicated), one batch of 2.
+    assert_eq!(mock.count(), 3);
+    let text = fanout
+        .http
+        .get(format!("http://{}/metrics", fanout.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    assert_eq!(
+        count(r#"fanout_upstream_seconds_count{upstream="metered",outcome="ok"}"#),
+        2.0
+    );
+    assert_eq!(
+        count(r#"fanout_upstream_seconds_count{upstream="metered",outcome="UPSTREAM_HTTP_ERROR"}"#),
+        1.0
+    );
+    // Other tests in this process add to the shared series; these are lower bounds.
+    assert!(count(r#"fanout_requests_seconds_count{outcome="field_errors"}"#) >= 1.0);
+    assert!(count("fanout_batch_size_count") >= 1.0);
+    assert!(count("fanout_deduplicated_total") >= 1.0);
+}
+
+#[tokio::test]
+async fn a_compressed_body_is_refused_without_an_upstream_call() {
+    let mock = users().await;
+    let fanout = Fanout::start(&with_mock(SCHEMA, &mock)).await;
+    let resp = fanout
+        .http
+        .post(fanout.url())
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    assert_eq!(mock.count(), 0);
+}
