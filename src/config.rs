@@ -96,6 +96,11 @@ pub struct ServeArgs {
     /// Where GraphiQL's assets are loaded from.
     #[arg(long, env = "FANOUT_GRAPHIQL_ASSETS", default_value = crate::http::graphiql::DEFAULT_ASSETS)]
     pub graphiql_assets: String,
+    /// Serve GraphiQL's assets from this directory (at `/graphql/assets/`) instead of
+    /// loading them from --graphiql-assets: GraphiQL without internet access.
+    /// `tests/browser/assets.sh DIR` fills one from the npm registry.
+    #[arg(long, env = "FANOUT_GRAPHIQL_DIR", value_parser = graphiql_dir)]
+    pub graphiql_dir: Option<PathBuf>,
     /// `production` (introspection, field suggestions and traces off) or `development`
     /// (all on). Default: development with --demo, else production.
     #[arg(long, env = "FANOUT_PROFILE", value_enum)]
@@ -109,6 +114,11 @@ pub struct ServeArgs {
     /// Let CORS requests carry credentials (cookies, authorization). Needs explicit origins.
     #[arg(long, env = "FANOUT_CORS_CREDENTIALS")]
     pub cors_credentials: bool,
+    /// A reverse proxy whose `X-Forwarded-For/-Proto/-Host` are believed: an address or a
+    /// network, e.g. 127.0.0.1 or 10.0.0.0/8 (repeat, or comma-separate in the variable).
+    /// Other peers' `X-Forwarded-*` headers are ignored.
+    #[arg(long, env = "FANOUT_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxy: Vec<crate::http::edge::IpNet>,
     /// Largest request body, in bytes (413 beyond).
     #[arg(long, env = "FANOUT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -181,6 +191,8 @@ impl ServeArgs {
             cors_origins: self.cors_origin.clone(),
             cors_credentials: self.cors_credentials,
             graphiql_assets: self.graphiql_assets.clone(),
+            graphiql_dir: self.graphiql_dir.clone(),
+            trusted_proxies: self.trusted_proxy.clone(),
         }
     }
 }
@@ -190,6 +202,24 @@ fn latency(text: &str) -> Result<Duration, String> {
     match text.trim().trim_end_matches("ms").trim_end_matches('s') {
         "0" => Ok(Duration::ZERO),
         _ => duration(text),
+    }
+}
+
+/// A `--graphiql-dir` must hold every file the page loads; a missing one would only show as
+/// a blank page in the browser.
+fn graphiql_dir(text: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(text);
+    let missing: Vec<&str> = crate::http::graphiql::FILES
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if missing.is_empty() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "{text} lacks {} (tests/browser/assets.sh DIR fetches them)",
+            missing.join(", ")
+        ))
     }
 }
 

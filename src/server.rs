@@ -1,20 +1,24 @@
 //! Binding, serving, and stopping gracefully.
 
-use std::future::Future;
+use std::{future::Future, net::SocketAddr};
 
 use axum::Router;
 use tokio::net::TcpListener;
 
 /// Serves `app` on an already-bound listener until `shutdown` completes, then lets in-flight
-/// requests finish. Tests and the binary share this path.
+/// requests finish. Tests and the binary share this path. Each request carries its peer's
+/// address (`ConnectInfo<SocketAddr>`), from which [`crate::http::edge`] works out the client.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -1,8 +1,14 @@
-//! What sits in front of the routes: request ids and CORS.
+//! What sits in front of the routes: request ids, the client's address, and CORS.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    sync::Arc,
+};
 
 use axum::{
-    extract::Request,
-    http::{HeaderName, HeaderValue, Method, header},
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, header},
     middleware::Next,
     response::Response,
 };
@@ -13,8 +19,13 @@ use tracing::Instrument;
 /// request, written in its log lines, and returned in the response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Makes sure the request has an id, and runs it inside a log span carrying that id.
-pub async fn request_id(mut req: Request, next: Next) -> Response {
+/// Makes sure the request has an id, works out the client's address (see [`client_info`]),
+/// and runs the request inside a log span carrying both.
+pub async fn request_id(
+    State(trusted): State<Arc<[IpNet]>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = match req.headers().get(&REQUEST_ID) {
         Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
         _ => {
@@ -28,10 +39,148 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         id = %String::from_utf8_lossy(id.as_bytes()),
         method = %req.method(),
         path = %req.uri().path(),
+        client = tracing::field::Empty,
     );
-    let mut resp = next.run(req).instrument(span).await;
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(peer) = peer {
+        let info = client_info(peer, req.headers(), &trusted);
+        span.record("client", tracing::field::display(info.addr));
+        req.extensions_mut().insert(info);
+    }
+    let started = std::time::Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "request done"
+        );
+    });
     resp.headers_mut().insert(REQUEST_ID, id);
     resp
+}
+
+/// Who sent a request, as far as Fanout can tell; in the request's extensions when the
+/// server was started with connect info (as [`crate::server::serve`] does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The TCP peer; or, when the peer is a trusted proxy, the right-most address of
+    /// `X-Forwarded-For` that is not a trusted proxy.
+    pub addr: IpAddr,
+    /// `X-Forwarded-Proto`, only from a trusted proxy.
+    pub proto: Option<String>,
+    /// `X-Forwarded-Host`, only from a trusted proxy.
+    pub host: Option<String>,
+}
+
+/// The client behind `peer`. A peer that is not a trusted proxy is the client, whatever
+/// `X-Forwarded-*` headers it sends. A trusted proxy's `X-Forwarded-For` is read from the
+/// right (each proxy appends the address it saw) and the first address that is not itself a
+/// trusted proxy is the client; when every hop is trusted, the left-most is. An entry that is
+/// not an address ends the walk: what lies to its left was written by nobody Fanout trusts.
+pub fn client_info(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientInfo {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
+        return ClientInfo {
+            addr: peer,
+            proto: None,
+            host: None,
+        };
+    }
+    let mut addr = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        // A value that is not text counts as one entry that is not an address.
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        let Some(ip) = forwarded_ip(hop) else { break };
+        addr = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    // The nearest proxy's value: the last one, when proxies append.
+    let last = |name: &str| {
+        let v = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+        let v = v.rsplit(',').next()?.trim();
+        (!v.is_empty()).then(|| v.to_owned())
+    };
+    ClientInfo {
+        addr,
+        proto: last("x-forwarded-proto"),
+        host: last("x-forwarded-host"),
+    }
+}
+
+/// One `X-Forwarded-For` entry: `1.2.3.4`, `2001:db8::1`, `1.2.3.4:5678` or `[2001:db8::1]:80`.
+fn forwarded_ip(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let ip = IpAddr::from_str(hop)
+        .ok()
+        .or_else(|| SocketAddr::from_str(hop).ok().map(|s| s.ip()))
+        .or_else(|| IpAddr::from_str(hop.strip_prefix('[')?.strip_suffix(']')?).ok())?;
+    Some(ip.to_canonical())
+}
+
+/// An address or a network: `10.0.0.0/8`, `127.0.0.1` (as `/32`), `fd00::/8`, `::1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<IpNet, String> {
+        let bad = || format!("bad address or network {text:?}: write e.g. 10.0.0.0/8 or 127.0.0.1");
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.trim(), None),
+        };
+        let addr = IpAddr::from_str(addr).map_err(|_| bad())?.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(bad)?
+            }
+            Some(_) => return Err(bad()),
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// 128 random bits as hex, from the standard library's per-process random hash keys.
@@ -74,4 +223,135 @@ pub fn cors(origins: &[String], credentials: bool) -> Result<Option<CorsLayer>, 
         .allow_credentials(credentials)
         .expose_headers([REQUEST_ID]);
     Ok(Some(layer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let n: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(n.contains(ip("10.255.1.2")));
+        assert!(!n.contains(ip("11.0.0.1")));
+        assert!(!n.contains(ip("::1")));
+        let one: IpNet = "127.0.0.1".parse().unwrap();
+        assert_eq!(one.to_string(), "127.0.0.1/32");
+        assert!(one.contains(ip("127.0.0.1")));
+        assert!(!one.contains(ip("127.0.0.2")));
+        // A dual-stack listener sees IPv4 peers as IPv4-mapped IPv6.
+        assert!(one.contains(ip("::ffff:127.0.0.1")));
+        let any: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains(ip("203.0.113.9")));
+        let v6: IpNet = "fd00::/8".parse().unwrap();
+        assert!(v6.contains(ip("fd12::1")));
+        assert!(!v6.contains(ip("fe80::1")));
+        assert!("::1".parse::<IpNet>().unwrap().contains(ip("::1")));
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "10.0.0/8",
+            "::/129",
+            "x",
+            "1.2.3.4/+8",
+        ] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_forwards() {
+        let h = headers(&[
+            ("x-forwarded-for", "198.51.100.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+        ]);
+        let info = client_info(ip("203.0.113.9"), &h, &nets(&["127.0.0.1", "10.0.0.0/8"]));
+        assert_eq!(
+            info,
+            ClientInfo {
+                addr: ip("203.0.113.9"),
+                proto: None,
+                host: None
+            }
+        );
+        // No trusted proxies configured: the same.
+        assert_eq!(client_info(ip("127.0.0.1"), &h, &[]).addr, ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn trusted_proxy_names_the_rightmost_untrusted_hop() {
+        let trusted = nets(&["127.0.0.1", "10.0.0.0/8"]);
+        // The client forged the first entry; the trusted proxies appended the rest.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.1.2.3"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "api.example"),
+        ]);
+        let info = client_info(ip("127.0.0.1"), &h, &trusted);
+        assert_eq!(
+            info,
+            ClientInfo {
+                addr: ip("198.51.100.7"),
+                proto: Some("https".into()),
+                host: Some("api.example".into())
+            }
+        );
+        // Several header lines are one list, in order.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7:4711, 10.0.0.2"),
+        ]);
+        assert_eq!(
+            client_info(ip("10.0.0.1"), &h, &trusted).addr,
+            ip("198.51.100.7")
+        );
+        let h = headers(&[("x-forwarded-for", "[2001:db8::7]:80")]);
+        assert_eq!(
+            client_info(ip("127.0.0.1"), &h, &trusted).addr,
+            ip("2001:db8::7")
+        );
+    }
+
+    #[test]
+    fn trusted_proxy_without_usable_forwarded_for() {
+        let trusted = nets(&["127.0.0.0/8"]);
+        // No header: the proxy itself.
+        let info = client_info(ip("127.0.0.1"), &HeaderMap::new(), &trusted);
+        assert_eq!(info.addr, ip("127.0.0.1"));
+        // Every hop trusted: the left-most.
+        let h = headers(&[("x-forwarded-for", "127.0.0.3, 127.0.0.2")]);
+        assert_eq!(
+            client_info(ip("127.0.0.1"), &h, &trusted).addr,
+            ip("127.0.0.3")
+        );
+        // Garbage stops the walk at the last address read.
+        let h = headers(&[("x-forwarded-for", "198.51.100.7, unknown, 127.0.0.2")]);
+        assert_eq!(
+            client_info(ip("127.0.0.1"), &h, &trusted).addr,
+            ip("127.0.0.2")
+        );
+        let h = headers(&[("x-forwarded-for", "198.51.100.7, unknown")]);
+        assert_eq!(
+            client_info(ip("127.0.0.1"), &h, &trusted).addr,
+            ip("127.0.0.1")
+        );
+    }
 }

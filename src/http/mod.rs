@@ -33,6 +33,11 @@ pub struct HttpOptions {
     pub cors_credentials: bool,
     /// Where GraphiQL's scripts and styles are loaded from.
     pub graphiql_assets: String,
+    /// A directory holding GraphiQL's files ([`graphiql::FILES`]): when set, Fanout serves
+    /// it at `/graphql/assets/` and the page loads from there, not from `graphiql_assets`.
+    pub graphiql_dir: Option<std::path::PathBuf>,
+    /// Proxies whose `X-Forwarded-*` headers are believed (see [`edge::client_info`]).
+    pub trusted_proxies: Vec<edge::IpNet>,
 }
 
 impl Default for HttpOptions {
@@ -42,6 +47,8 @@ impl Default for HttpOptions {
             cors_origins: Vec::new(),
             cors_credentials: false,
             graphiql_assets: graphiql::DEFAULT_ASSETS.to_owned(),
+            graphiql_dir: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -66,9 +73,21 @@ pub fn live_router(live: Arc<Live>, opts: HttpOptions) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    // `ServeDir` refuses paths that would leave the directory (`..`, absolute) with a 404.
+    let router = match &opts.graphiql_dir {
+        Some(dir) => router.nest_service(
+            graphiql::ASSETS_ROUTE,
+            tower_http::services::ServeDir::new(dir),
+        ),
+        None => router,
+    };
+    let router = router
         .layer(axum::extract::DefaultBodyLimit::max(opts.max_body_bytes))
-        .layer(axum::middleware::from_fn(edge::request_id))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::from(opts.trusted_proxies.as_slice()),
+            edge::request_id,
+        ))
         .with_state(AppState {
             live,
             opts: Arc::new(opts),
@@ -403,7 +422,11 @@ async fn graphql_get(
 ) -> Response {
     let params = GetParams::parse(query.as_deref().unwrap_or_default());
     if params.query.is_none() && accepts_html(&headers) {
-        let mut resp = Html(graphiql::page(&st.opts.graphiql_assets)).into_response();
+        let page = match st.opts.graphiql_dir {
+            Some(_) => graphiql::local_page(),
+            None => graphiql::page(&st.opts.graphiql_assets),
+        };
+        let mut resp = Html(page).into_response();
         resp.headers_mut()
             .insert(header::VARY, HeaderValue::from_static("accept"));
         return resp;
