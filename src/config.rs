@@ -119,6 +119,13 @@ pub struct ServeArgs {
     /// Other peers' `X-Forwarded-*` headers are ignored.
     #[arg(long, env = "FANOUT_TRUSTED_PROXY", value_delimiter = ',')]
     pub trusted_proxy: Vec<crate::http::edge::IpNet>,
+    /// Accept POSTs of any Content-Type as JSON. Turns off CSRF prevention: only for
+    /// clients that cannot send `application/json` and are never reached from a browser.
+    #[arg(long, env = "FANOUT_NO_CSRF_PREVENTION")]
+    pub no_csrf_prevention: bool,
+    /// Most requests in one JSON-array POST (executed in order); 0: batching off.
+    #[arg(long, env = "FANOUT_MAX_BATCH", default_value_t = 0)]
+    pub max_batch: usize,
     /// Largest request body, in bytes (413 beyond).
     #[arg(long, env = "FANOUT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -188,6 +195,8 @@ impl ServeArgs {
     pub fn http_options(&self) -> HttpOptions {
         HttpOptions {
             max_body_bytes: self.max_body_bytes,
+            csrf_prevention: !self.no_csrf_prevention,
+            max_batch: self.max_batch,
             cors_origins: self.cors_origin.clone(),
             cors_credentials: self.cors_credentials,
             graphiql_assets: self.graphiql_assets.clone(),

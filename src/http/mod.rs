@@ -28,6 +28,10 @@ pub const TRACE_HEADER: &str = "x-fanout-trace";
 pub struct HttpOptions {
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// Refuse POSTs whose Content-Type is not JSON (cross-site request forgery).
+    pub csrf_prevention: bool,
+    /// Most requests in one JSON-array POST; 0 turns batching off (the default).
+    pub max_batch: usize,
     /// CORS allow-list; empty means no CORS headers at all.
     pub cors_origins: Vec<String>,
     pub cors_credentials: bool,
@@ -44,6 +48,8 @@ impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             max_body_bytes: 1 << 20,
+            csrf_prevention: true,
+            max_batch: 0,
             cors_origins: Vec::new(),
             cors_credentials: false,
             graphiql_assets: graphiql::DEFAULT_ASSETS.to_owned(),
@@ -300,7 +306,9 @@ async fn graphql_post(State(st): State<AppState>, headers: HeaderMap, body: Byte
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
-    if !is_json_utf8(&headers) {
+    // CSRF prevention: a browser sends a cross-site "simple" request (text/plain, form,
+    // multipart) without a preflight; only application/json forces one.
+    if st.opts.csrf_prevention && !is_json_utf8(&headers) {
         return request_error(
             media,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -318,11 +326,44 @@ async fn graphql_post(State(st): State<AppState>, headers: HeaderMap, body: Byte
             "compressed request bodies (Content-Encoding) are not accepted",
         );
     }
-    let request = match parse_post(&body) {
-        Ok(r) => r,
-        Err(e) => return request_error(media, StatusCode::BAD_REQUEST, &e),
-    };
-    execute(&st, request, headers, media).await
+    match parse_post(&body, st.opts.max_batch) {
+        Ok(Posted::One(request)) => execute(&st, *request, headers, media).await,
+        Ok(Posted::Batch(requests)) => execute_batch(&st, requests, headers).await,
+        Err(e) => request_error(media, StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// A batch runs its requests one after another, in order (so mutations keep their order),
+/// and answers a JSON array of their responses.
+async fn execute_batch(st: &AppState, requests: Vec<Request>, headers: HeaderMap) -> Response {
+    let trace = wants_trace(&headers);
+    let gw = st.live.get();
+    let mut bodies = Vec::with_capacity(requests.len());
+    for request in requests {
+        let resp = gw.execute(request, headers.clone(), trace).await;
+        let request_error = is_request_error(&resp);
+        bodies.push(
+            serde_json::to_value(Body {
+                data: (!request_error).then_some(&resp.data),
+                errors: &resp.errors,
+                extensions: &resp.extensions,
+            })
+            .expect("GraphQL values always serialize"),
+        );
+    }
+    let bytes = serde_json::to_vec(&bodies).expect("JSON values always serialize");
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        bytes,
+    )
+        .into_response()
+}
+
+fn wants_trace(headers: &HeaderMap) -> bool {
+    headers
+        .get(TRACE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !matches!(v, "" | "0" | "false"))
 }
 
 /// The kind of a JSON value, for error messages.
@@ -345,7 +386,7 @@ fn kind(v: &serde_json::Value) -> &'static str {
 /// Batching is OFF on purpose: a JSON array of requests is refused with a 400 that says so.
 /// One POST is one operation, so the request deadline, the upstream call budget, the trace
 /// and the status code all describe a single operation.
-fn parse_post(body: &[u8]) -> Result<Request, String> {
+fn parse_post(body: &[u8], max_batch: usize) -> Result<Posted, String> {
     use serde_json::Value as Json;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(
@@ -354,13 +395,36 @@ fn parse_post(body: &[u8]) -> Result<Request, String> {
     }
     let json: Json =
         serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    match json {
+        Json::Array(_) if max_batch == 0 => Err("batched requests (a JSON array) are not \
+             supported: send one JSON object with a `query` per POST"
+            .into()),
+        Json::Array(items) if items.is_empty() || items.len() > max_batch => Err(format!(
+            "a batch holds 1 to {max_batch} requests, not {}",
+            items.len()
+        )),
+        Json::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                parse_object(item).map_err(|e| format!("request {i} of the batch: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Posted::Batch),
+        other => parse_object(other).map(|r| Posted::One(Box::new(r))),
+    }
+}
+
+/// A POST body: one request, or (when batching is on) several.
+enum Posted {
+    One(Box<Request>),
+    Batch(Vec<Request>),
+}
+
+fn parse_object(json: serde_json::Value) -> Result<Request, String> {
+    use serde_json::Value as Json;
     let mut fields = match json {
         Json::Object(fields) => fields,
-        Json::Array(_) => {
-            return Err("batched requests (a JSON array) are not supported: \
-                        send one JSON object with a `query` per POST"
-                .into());
-        }
         other => {
             return Err(format!(
                 "the body must be a JSON object with a `query` string, not {}",
@@ -523,10 +587,7 @@ fn is_mutation(request: &Request) -> bool {
 }
 
 async fn execute(st: &AppState, request: Request, headers: HeaderMap, media: Media) -> Response {
-    let trace = headers
-        .get(TRACE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| !matches!(v, "" | "0" | "false"));
+    let trace = wants_trace(&headers);
     let start = std::time::Instant::now();
     let resp = st.live.get().execute(request, headers, trace).await;
     let outcome = if is_request_error(&resp) {

@@ -295,3 +295,97 @@ async fn a_compressed_body_is_refused_without_an_upstream_call() {
     assert_eq!(resp.status(), 415);
     assert_eq!(mock.count(), 0);
 }
+
+async fn serve_with(mock: &Mock, opts: fanout::http::HttpOptions) -> std::net::SocketAddr {
+    let gw = fanout::Gateway::load(&with_mock(SCHEMA, mock), Default::default(), &|_| None)
+        .unwrap()
+        .0;
+    let (addr, task) = crate::support::serve(fanout::http::router(gw, opts)).await;
+    std::mem::forget(task); // serves until the test process ends
+    addr
+}
+
+#[tokio::test]
+async fn json_array_batches_are_off_by_default_and_capped_when_on() {
+    let mock = users().await;
+    let batch = |n: usize| {
+        Json::Array(
+            (0..n)
+                .map(|i| json!({"query": format!("{{ user(id: {i}) {{ name }} }}")}))
+                .collect(),
+        )
+    };
+    let http = reqwest::Client::new();
+    let off = serve_with(&mock, Default::default()).await;
+    let resp = http
+        .post(format!("http://{off}/graphql"))
+        .json(&batch(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(mock.count(), 0);
+
+    let on = serve_with(
+        &mock,
+        fanout::http::HttpOptions {
+            max_batch: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = format!("http://{on}/graphql");
+    let resp = http.post(&url).json(&batch(4)).send().await.unwrap();
+    assert_eq!(resp.status(), 400, "over the cap");
+    assert_eq!(mock.count(), 0);
+    let answers: Json = http
+        .post(&url)
+        .json(&batch(3))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answers.as_array().unwrap().len(), 3);
+    assert_eq!(answers[2]["data"]["user"]["name"], "Ada");
+    let paths: Vec<String> = mock.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/users/0", "/users/1", "/users/2"]);
+}
+
+#[tokio::test]
+async fn csrf_prevention_can_be_turned_off() {
+    let mock = users().await;
+    let http = reqwest::Client::new();
+    let body = r#"{"query": "{ user(id: 1) { name } }"}"#;
+    let on = serve_with(&mock, Default::default()).await;
+    let resp = http
+        .post(format!("http://{on}/graphql"))
+        .header("content-type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    assert_eq!(mock.count(), 0);
+    let off = serve_with(
+        &mock,
+        fanout::http::HttpOptions {
+            csrf_prevention: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let resp: Json = http
+        .post(format!("http://{off}/graphql"))
+        .header("content-type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["data"]["user"]["name"], "Ada");
+    assert_eq!(mock.count(), 1);
+}
