@@ -139,6 +139,8 @@ pub struct ServeArgs {
     pub max_root_fields: usize,
     #[arg(long, env = "FANOUT_MAX_DIRECTIVES", default_value_t = Limits::default().max_directives)]
     pub max_directives: usize,
+    #[arg(long, env = "FANOUT_MAX_TOKENS", default_value_t = Limits::default().max_tokens)]
+    pub max_tokens: usize,
     /// On SIGTERM: keep accepting requests this long with /readyz at 503, so a load
     /// balancer stops sending traffic first (default: stop accepting at once).
     #[arg(long, env = "FANOUT_DRAIN_DELAY", value_parser = duration)]
@@ -185,6 +187,7 @@ impl ServeArgs {
                 max_aliases: self.max_aliases,
                 max_root_fields: self.max_root_fields,
                 max_directives: self.max_directives,
+                max_tokens: self.max_tokens,
                 introspection: dev,
                 suggestions: dev,
                 ..Limits::default()

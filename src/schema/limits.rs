@@ -19,12 +19,15 @@ pub mod code {
     pub const COMPLEXITY_LIMIT: &str = "COMPLEXITY_LIMIT_EXCEEDED";
     pub const ALIAS_LIMIT: &str = "ALIAS_LIMIT_EXCEEDED";
     pub const ROOT_FIELD_LIMIT: &str = "ROOT_FIELD_LIMIT_EXCEEDED";
+    pub const TOKEN_LIMIT: &str = "TOKEN_LIMIT_EXCEEDED";
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct ShapeLimits {
     pub max_aliases: usize,
     pub max_root_fields: usize,
+    /// Lexical tokens in the query text, counted before the parser runs.
+    pub max_tokens: usize,
 }
 
 impl ExtensionFactory for ShapeLimits {
@@ -42,6 +45,12 @@ impl Extension for ShapeLimits {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        if let Some(n) = too_many_tokens(query, self.max_tokens) {
+            return Err(refused(
+                code::TOKEN_LIMIT,
+                format!("the query has more than {n} tokens; at most {n} are allowed"),
+            ));
+        }
         let doc = next.run(ctx, query, variables).await?;
         let mut aliases = 0;
         for (_, op) in doc.operations.iter() {
@@ -71,6 +80,60 @@ impl Extension for ShapeLimits {
         }
         Ok(doc)
     }
+}
+
+/// `Some(max)` when `query` has more than `max` GraphQL tokens. A rough lexer: names and
+/// numbers, strings (block strings included), `...` and single punctuators each count one;
+/// white space, commas and comments count nothing. It stops counting at `max + 1`.
+fn too_many_tokens(query: &str, max: usize) -> Option<usize> {
+    let b = query.as_bytes();
+    let (mut i, mut tokens) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => i += 1,
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' if b[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < b.len() && !b[i..].starts_with(b"\"\"\"") {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 3;
+                tokens += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                tokens += 1;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'-' | b'+'))
+                {
+                    i += 1;
+                }
+                tokens += 1;
+            }
+            b'.' if b[i..].starts_with(b"...") => {
+                i += 3;
+                tokens += 1;
+            }
+            _ => {
+                i += 1;
+                tokens += 1;
+            }
+        }
+        if tokens > max {
+            return Some(max);
+        }
+    }
+    None
 }
 
 fn count_aliases(set: &SelectionSet) -> usize {
@@ -116,4 +179,25 @@ pub fn classify(err: &mut ServerError) {
     err.extensions
         .get_or_insert_with(Default::default)
         .set("code", code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::too_many_tokens;
+
+    #[test]
+    fn tokens_are_counted_like_graphql_does() {
+        // `{` `user` `(` `id` `:` `"a, b"` `)` `{` `...` `F` `}` `}`: 12; the comment none.
+        let q = "{ user(id: \"a, b\") { ...F } } # a comment, with words";
+        assert_eq!(too_many_tokens(q, 12), None);
+        assert_eq!(too_many_tokens(q, 11), Some(11));
+        assert_eq!(
+            too_many_tokens("\"\"\"block \"quoted\" text\"\"\" x", 1),
+            Some(1)
+        );
+        assert_eq!(
+            too_many_tokens("\"\"\"block \"quoted\" text\"\"\" x", 2),
+            None
+        );
+    }
 }

@@ -27,6 +27,8 @@ pub struct Limits {
     pub max_directives: usize,
     /// How deeply the parser may nest (selection sets, lists, objects).
     pub max_recursion: usize,
+    /// Lexical tokens in the query text.
+    pub max_tokens: usize,
     pub introspection: bool,
     /// "Did you mean ...?" in validation errors, which reveals field names.
     pub suggestions: bool,
@@ -41,6 +43,7 @@ impl Default for Limits {
             max_root_fields: 20,
             max_directives: 10,
             max_recursion: 32,
+            max_tokens: 15_000,
             introspection: true,
             suggestions: true,
         }
@@ -61,6 +64,7 @@ pub fn build(bindings: &Bindings, limits: &Limits) -> Result<Schema, String> {
         .extension(limits::ShapeLimits {
             max_aliases: limits.max_aliases,
             max_root_fields: limits.max_root_fields,
+            max_tokens: limits.max_tokens,
         });
     if !limits.introspection {
         builder = builder.disable_introspection();

@@ -125,3 +125,16 @@ async fn introspection_and_suggestions_can_be_switched_off() {
     let resp = fanout.query("{ user(id: 1) { nme } }").await;
     assert!(resp.to_string().contains("Did you mean"), "{resp}");
 }
+
+#[tokio::test]
+async fn too_many_tokens_are_refused_before_parsing_or_any_call() {
+    let mut options = Options::default();
+    options.limits.max_tokens = 50;
+    let (mock, fanout) = serve(options).await;
+    let padding = "__typename ".repeat(60);
+    let resp = fanout.query(&format!("{{ {padding} }}")).await;
+    assert_eq!(refused(&resp), "TOKEN_LIMIT_EXCEEDED");
+    assert_eq!(mock.count(), 0);
+    let resp = fanout.query("{ user(id: 1) { name } }").await;
+    assert_eq!(resp["data"]["user"]["name"], "Ada");
+}
