@@ -338,25 +338,13 @@ async fn graphql_post(State(st): State<AppState>, headers: HeaderMap, body: Byte
 async fn execute_batch(st: &AppState, requests: Vec<Request>, headers: HeaderMap) -> Response {
     let trace = wants_trace(&headers);
     let gw = st.live.get();
-    let mut bodies = Vec::with_capacity(requests.len());
+    let mut responses = Vec::with_capacity(requests.len());
     for request in requests {
-        let resp = gw.execute(request, headers.clone(), trace).await;
-        let request_error = is_request_error(&resp);
-        bodies.push(
-            serde_json::to_value(Body {
-                data: (!request_error).then_some(&resp.data),
-                errors: &resp.errors,
-                extensions: &resp.extensions,
-            })
-            .expect("GraphQL values always serialize"),
-        );
+        responses.push(run(&gw, request, headers.clone(), trace).await);
     }
-    let bytes = serde_json::to_vec(&bodies).expect("JSON values always serialize");
-    (
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        bytes,
-    )
-        .into_response()
+    let bodies: Vec<Body<'_>> = responses.iter().map(Body::of).collect();
+    let bytes = serde_json::to_vec(&bodies).expect("GraphQL values always serialize");
+    with_headers(StatusCode::OK, Media::Json, bytes)
 }
 
 fn wants_trace(headers: &HeaderMap) -> bool {
@@ -588,8 +576,14 @@ fn is_mutation(request: &Request) -> bool {
 
 async fn execute(st: &AppState, request: Request, headers: HeaderMap, media: Media) -> Response {
     let trace = wants_trace(&headers);
+    let resp = run(&st.live.get(), request, headers, trace).await;
+    respond(resp, media)
+}
+
+/// Executes one request and counts it in the metrics by outcome.
+async fn run(gw: &Arc<Gateway>, request: Request, headers: HeaderMap, trace: bool) -> GqlResponse {
     let start = std::time::Instant::now();
-    let resp = st.live.get().execute(request, headers, trace).await;
+    let resp = gw.execute(request, headers, trace).await;
     let outcome = if is_request_error(&resp) {
         "request_error"
     } else if resp.errors.is_empty() {
@@ -598,7 +592,7 @@ async fn execute(st: &AppState, request: Request, headers: HeaderMap, media: Med
         "field_errors"
     };
     crate::metrics::METRICS.request(outcome, start.elapsed());
-    respond(resp, media)
+    resp
 }
 
 /// A request error (parse, validation): no `data`, and errors that have no path.
@@ -619,16 +613,23 @@ struct Body<'a> {
     extensions: &'a std::collections::BTreeMap<String, ConstValue>,
 }
 
+impl<'a> Body<'a> {
+    /// A request error has no `data` at all; anything else has it, possibly null.
+    fn of(resp: &'a GqlResponse) -> Self {
+        Body {
+            data: (!is_request_error(resp)).then_some(&resp.data),
+            errors: &resp.errors,
+            extensions: &resp.extensions,
+        }
+    }
+}
+
 /// A GraphQL response in `media`. A request error has no `data`; under
 /// `application/graphql-response+json` it is 400, under `application/json` 200 (the spec's
 /// SHOULD for each). A response with `data`, even `null`, is 200.
 fn respond(resp: GqlResponse, media: Media) -> Response {
     let request_error = is_request_error(&resp);
-    let body = Body {
-        data: (!request_error).then_some(&resp.data),
-        errors: &resp.errors,
-        extensions: &resp.extensions,
-    };
+    let body = Body::of(&resp);
     let status = if media == Media::GraphqlResponse && request_error {
         StatusCode::BAD_REQUEST
     } else {

@@ -60,12 +60,6 @@ pub struct Scope<'a> {
 }
 
 impl Template {
-    pub fn literal(text: impl Into<String>) -> Self {
-        Template {
-            parts: vec![Part::Lit(text.into())],
-        }
-    }
-
     /// Parses `text`; `{env.X}` and `{env.X:-default}` are replaced at once through `env`.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
