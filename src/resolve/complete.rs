@@ -305,21 +305,23 @@ impl Exec {
     async fn load_key(&self, key: BatchKey) -> Item {
         let shared = {
             let mut keys = self.keys.lock().expect("batch keys lock poisoned");
-            keys.entry(key.clone())
-                .or_insert_with(|| {
-                    let loader = self.loader.clone();
+            keys.entry(key)
+                .or_insert_with_key(|key| {
+                    let item = self.window.enqueue(key.clone());
                     let load: BoxFuture<'static, Item> = async move {
-                        match loader.load_one(key).await {
-                            Ok(Some(item)) => item,
-                            Ok(None) => Ok(None),
-                            Err(e) => Err(e),
-                        }
+                        item.await.unwrap_or_else(|_| {
+                            Err(FieldError::new(
+                                ErrorKind::Unavailable("the batch was cancelled"),
+                                None,
+                            ))
+                        })
                     }
                     .boxed();
                     load.shared()
                 })
                 .clone()
         };
+        self.window.flush().await;
         shared.await
     }
 

@@ -3,7 +3,7 @@
 //! The engine parses and validates the query and answers introspection. It then calls
 //! [`root_field`] for each root field. That resolver plans the field's whole subtree
 //! ([`plan`]) and runs it ([`complete`]): every field whose inputs are ready starts at once,
-//! batch fields go through one DataLoader per request, every `@rest` field has its deadline,
+//! batch keys go through one batch window per request, every `@rest` field has its deadline,
 //! and failures become errors with `path` and `extensions.code`, with nulls propagated as the
 //! GraphQL spec says. The engine resolves nothing below the root: the finished values are put
 //! into the response by [`Exec::finish`], in the query's field order. This sidesteps two
@@ -21,7 +21,6 @@ use std::{
 
 use async_graphql::{
     Context, Name, PathSegment, Response, ServerError, Value as ConstValue,
-    dataloader::DataLoader,
     dynamic::{FieldFuture, FieldValue, ResolverContext},
     parser::types::OperationType,
 };
@@ -32,7 +31,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
     gateway::Gateway,
-    upstream::{self, Calls, Trace, batch::BatchLoader},
+    upstream::{
+        self, Calls, Trace,
+        batch::{BatchLoader, Window},
+    },
 };
 pub use complete::Propagate;
 
@@ -47,7 +49,7 @@ pub struct Exec {
     /// No field outlives this.
     deadline: Instant,
     calls: Calls,
-    loader: Arc<DataLoader<BatchLoader>>,
+    window: Window,
     /// Every batch key loaded for this request, running or done.
     #[allow(
         clippy::mutable_key_type,
@@ -61,12 +63,6 @@ pub struct Exec {
     in_flight: InFlight,
     _cancel: DropGuard,
 }
-
-/// How long the DataLoader gathers keys before a batch goes out. The keys of one level are
-/// already gathered by [`InFlight::settled`], and a request's fields all run in its one task,
-/// so the batch only has to start after that task's current turn: no timer is needed, and
-/// the DataLoader's default of 1 ms would be pure latency.
-const BATCH_DELAY: std::time::Duration = std::time::Duration::ZERO;
 
 /// The request's upstream calls still waiting for an answer, outside batches.
 ///
@@ -129,7 +125,7 @@ impl Exec {
         Exec {
             deadline: Instant::now() + gw.options.request_timeout,
             calls: Calls::new(trace),
-            loader: Arc::new(DataLoader::new(loader, tokio::spawn).delay(BATCH_DELAY)),
+            window: Window::new(loader),
             keys: Mutex::default(),
             gw,
             client_headers,
