@@ -14,6 +14,7 @@ use async_graphql::{
 
 use crate::sdl::{Bindings, FieldDef, InputValueDef, TypeKind};
 
+mod cache;
 pub mod limits;
 
 /// Limits checked before a query executes, and what the schema reveals about itself.
@@ -61,6 +62,8 @@ pub fn build(bindings: &Bindings, limits: &Limits) -> Result<Schema, String> {
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.max_directives)
         .limit_recursive_depth(limits.max_recursion)
+        // Outermost, so a cached document skips the checks it already passed.
+        .extension(cache::DocumentCache::default())
         .extension(limits::ShapeLimits {
             max_aliases: limits.max_aliases,
             max_root_fields: limits.max_root_fields,
