@@ -138,3 +138,44 @@ async fn too_many_tokens_are_refused_before_parsing_or_any_call() {
     let resp = fanout.query("{ user(id: 1) { name } }").await;
     assert_eq!(resp["data"]["user"]["name"], "Ada");
 }
+
+/// Parsed queries are kept by their text. A kept document must still be executed with each
+/// request's own variables and operation name; a refused one is not kept.
+#[tokio::test]
+async fn a_repeated_query_runs_with_its_own_variables_and_checks() {
+    let mut options = Options::default();
+    options.limits.max_depth = 3;
+    let (mock, fanout) = serve(options).await;
+    let query = r#"query Q($id: ID!, $more: Boolean!) {
+        user(id: $id) { name friend @include(if: $more) { name } }
+    }"#;
+    let with = fanout
+        .post(json!({"query": query, "variables": {"id": "2", "more": true}}))
+        .await;
+    assert_eq!(with["data"]["user"]["friend"]["name"], "Ada", "{with}");
+    assert_eq!(mock.count(), 2, "/users/2, then its friend /users/1");
+
+    let without = fanout
+        .post(json!({"query": query, "variables": {"id": "2", "more": false}}))
+        .await;
+    assert_eq!(
+        without["data"],
+        json!({"user": {"name": "Ada"}}),
+        "{without}"
+    );
+    assert_eq!(mock.count(), 3, "the skipped field made no call");
+
+    let other =
+        json!({"query": query, "operationName": "Other", "variables": {"id": "2", "more": true}});
+    let other = fanout.post(other).await;
+    assert!(other.get("data").is_none(), "{other}");
+    assert_eq!(codes(&other), ["GRAPHQL_VALIDATION_FAILED"], "{other}");
+    assert_eq!(mock.count(), 3);
+
+    // Too deep: refused each time it is sent, never kept.
+    let deep = r#"{ user(id: 1) { friend { friend { friend { name } } } } }"#;
+    for _ in 0..2 {
+        assert_eq!(refused(&fanout.query(deep).await), "DEPTH_LIMIT_EXCEEDED");
+    }
+    assert_eq!(mock.count(), 3);
+}
