@@ -116,7 +116,7 @@ impl Drop for CallGuard<'_> {
 
 impl Exec {
     pub fn new(gw: Arc<Gateway>, client_headers: HeaderMap, trace: bool) -> Self {
-        let trace: Trace = trace.then(Default::default);
+        let trace: Trace = trace.then(upstream::TraceLog::new);
         let cancel = CancellationToken::new();
         let loader = BatchLoader {
             trace: trace.clone(),
@@ -226,8 +226,7 @@ impl Exec {
         ours.sort_by(|a, b| path_order(&a.path, &b.path));
         resp.errors.extend(ours);
         if let Some(trace) = &self.calls.trace {
-            let calls = trace.lock().expect("trace lock poisoned");
-            let value = serde_json::json!({ "calls": *calls });
+            let value = serde_json::json!({ "calls": trace.calls() });
             let mut ext = BTreeMap::new();
             ext.insert(
                 "fanout".to_owned(),

@@ -80,6 +80,8 @@ pub struct CallRecord {
     pub batch_size: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// When the call started, in milliseconds since the client request began.
+    pub start_ms: f64,
     pub duration_ms: f64,
     pub deduplicated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,11 +89,35 @@ pub struct CallRecord {
 }
 
 /// Where call records go when the client asked for a trace.
-pub type Trace = Option<Arc<Mutex<Vec<CallRecord>>>>;
+pub type Trace = Option<Arc<TraceLog>>;
 
-fn record(trace: &Trace, rec: CallRecord) {
+pub struct TraceLog {
+    start: Instant,
+    calls: Mutex<Vec<CallRecord>>,
+}
+
+impl TraceLog {
+    /// A log for a client request that begins now.
+    pub fn new() -> Arc<Self> {
+        Arc::new(TraceLog {
+            start: Instant::now(),
+            calls: Mutex::default(),
+        })
+    }
+
+    pub fn calls(&self) -> Vec<CallRecord> {
+        self.calls.lock().expect("trace lock poisoned").clone()
+    }
+}
+
+/// Records a call that started at `start` (`duration_ms` is filled by the caller).
+fn record(trace: &Trace, start: Instant, rec: CallRecord) {
     if let Some(t) = trace {
-        t.lock().expect("trace lock poisoned").push(rec);
+        let rec = CallRecord {
+            start_ms: ms(start.saturating_duration_since(t.start)),
+            ..rec
+        };
+        t.calls.lock().expect("trace lock poisoned").push(rec);
     }
 }
 
@@ -286,12 +312,14 @@ impl Calls {
         METRICS.deduplicated();
         record(
             &self.trace,
+            Instant::now(),
             CallRecord {
                 upstream: spec.up.name.to_string(),
                 method: spec.method.to_string(),
                 path: spec.url.path().to_owned(),
                 batch_size: None,
                 status: None,
+                start_ms: 0.0,
                 duration_ms: 0.0,
                 deduplicated: true,
                 error: None,
@@ -348,13 +376,15 @@ pub async fn send(
     };
     record(
         &trace,
+        start,
         CallRecord {
             upstream: up.name.to_string(),
             method: spec.method.to_string(),
             path: spec.url.path().to_owned(),
             batch_size,
             status,
-            duration_ms: elapsed_ms(start),
+            start_ms: 0.0,
+            duration_ms: ms(start.elapsed()),
             deduplicated: false,
             error: result.as_ref().err().map(FieldError::code),
         },
@@ -445,6 +475,7 @@ fn transport_error(up: &str, e: &reqwest::Error) -> FieldError {
     FieldError::new(ErrorKind::Unavailable(why), Some(up)).with_detail(format!("{e:?}"))
 }
 
-fn elapsed_ms(start: Instant) -> f64 {
-    (start.elapsed().as_secs_f64() * 1e6).round() / 1e3
+/// Milliseconds, to the microsecond.
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }

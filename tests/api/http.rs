@@ -382,6 +382,7 @@ async fn trace_header_lists_every_upstream_call() {
         assert_eq!(c["upstream"], "users", "{c}");
         assert_eq!(c["method"], "GET", "{c}");
         assert!(c["durationMs"].is_number(), "{c}");
+        assert!(c["startMs"].as_f64().is_some_and(|t| t >= 0.0), "{c}");
         assert!(c["deduplicated"].is_boolean(), "{c}");
     }
     let sent: Vec<&Json> = calls
@@ -395,6 +396,18 @@ async fn trace_header_lists_every_upstream_call() {
     let dedup: Vec<&Json> = calls.iter().filter(|c| c["deduplicated"] == true).collect();
     assert_eq!(dedup.len(), 1, "{calls:#?}");
     assert_eq!(dedup[0]["path"], "/users/1");
+    // The team needs the user's answer: its call starts after the user's call ended.
+    let (user, team) = (sent[0], sent[1]);
+    let (user, team) = if user["path"] == "/users/1" {
+        (user, team)
+    } else {
+        (team, user)
+    };
+    let ended = user["startMs"].as_f64().unwrap() + user["durationMs"].as_f64().unwrap();
+    assert!(
+        team["startMs"].as_f64().unwrap() >= ended - 0.002,
+        "{calls:#?}"
+    );
 
     // What really went out matches the trace.
     let mut got = paths(&mock);
