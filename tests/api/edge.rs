@@ -389,3 +389,59 @@ async fn csrf_prevention_can_be_turned_off() {
     assert_eq!(resp["data"]["user"]["name"], "Ada");
     assert_eq!(mock.count(), 1);
 }
+
+/// `--workers 1` runs everything on one thread: fields still fetch concurrently and batch.
+#[tokio::test]
+async fn one_worker_thread_still_fans_out_and_batches() {
+    let mut p = Process::spawn(&["--demo", "--workers", "1", "--demo-latency", "100ms"]);
+    p.wait_until_up("/healthz").await;
+    let query = "{ user(id: \"1\") { name team { name } permissions orders(first: 5) { product { name } } } }";
+    let resp: Json = reqwest::Client::new()
+        .post(format!("http://{}/graphql", p.addr))
+        .header("x-fanout-trace", "1")
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["data"]["user"]["name"], "Ada Lovelace", "{resp}");
+    let orders = resp["data"]["user"]["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 5, "{resp}");
+    assert!(
+        orders.iter().all(|o| o["product"]["name"].is_string()),
+        "{resp}"
+    );
+    let calls = resp["extensions"]["fanout"]["calls"].as_array().unwrap();
+    let at = |path: &str| {
+        calls
+            .iter()
+            .find(|c| c["path"] == path)
+            .unwrap_or_else(|| panic!("no call to {path}: {calls:#?}"))
+    };
+    // The user's three fields were in flight together: each started before another ended.
+    let second_level = ["/teams/10", "/users/1/permissions", "/users/1/orders"].map(at);
+    let first_end = second_level
+        .iter()
+        .map(|c| c["startMs"].as_f64().unwrap() + c["durationMs"].as_f64().unwrap())
+        .fold(f64::MAX, f64::min);
+    for c in second_level {
+        assert!(c["startMs"].as_f64().unwrap() < first_end, "{calls:#?}");
+    }
+    assert_eq!(at("/products")["batchSize"], 5, "{calls:#?}");
+}
+
+#[test]
+fn zero_workers_are_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["--demo", "--workers", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--workers") && err.contains("1..=1024"),
+        "{err}"
+    );
+}
