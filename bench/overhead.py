@@ -8,8 +8,14 @@ in flight is the critical path of upstream latency for that query; the rest of t
 client-measured time is overhead: Fanout's own work before, between and after the calls,
 plus the client's round trip to Fanout on loopback.
 
+For scale it also times two requests sent after the same idle time as the client spends
+waiting on a dashboard query (--idle-ms): a GraphQL query that calls no upstream
+(--floor-body), and a GET of an HTTP endpoint that does no work (--floor-url, the demo
+services' call counter). On a small virtual machine, waking an idle process costs a
+noticeable part of a millisecond, and every request pays it, whatever the server.
+
 Prints the medians and a final `RESULT total_ms=... critical_ms=... overhead_ms=...
-overhead_p90_ms=...` line.
+overhead_p90_ms=... floor_ms=...` line.
 """
 
 import argparse
@@ -48,6 +54,9 @@ def main():
     ap.add_argument("--body", required=True, help="a JSON file with the request body")
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--floor-body", required=True, help="a query that calls no upstream")
+    ap.add_argument("--floor-url", required=True, help="an HTTP endpoint that does no work")
+    ap.add_argument("--idle-ms", type=float, default=60, help="idle time before each floor query")
     args = ap.parse_args()
 
     url = urllib.parse.urlsplit(args.fanout)
@@ -74,6 +83,27 @@ def main():
         criticals.append(critical)
         overheads.append(total - critical)
 
+    def after_idle(c, method, path, body, headers):
+        """Median round trip of a request sent after --idle-ms of idle time."""
+        times = []
+        for i in range(args.warmup + args.runs):
+            time.sleep(args.idle_ms / 1000)
+            t0 = time.perf_counter()
+            c.request(method, path, body, headers)
+            resp = c.getresponse()
+            data = resp.read()
+            if resp.status != 200 or b'"errors"' in data:
+                sys.exit(f"{method} {path} failed ({resp.status}): {data[:500]!r}")
+            if i >= args.warmup:
+                times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
+
+    floor_body = open(args.floor_body, "rb").read()
+    floor = after_idle(conn, "POST", url.path, floor_body, {"content-type": "application/json"})
+    bare_url = urllib.parse.urlsplit(args.floor_url)
+    bare_conn = http.client.HTTPConnection(bare_url.hostname, bare_url.port, timeout=10)
+    bare = after_idle(bare_conn, "GET", bare_url.path, None, {})
+
     def p(xs, q):
         xs = sorted(xs)
         return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -82,8 +112,11 @@ def main():
     print(f"  {args.runs} queries, one at a time: median total {med(totals):.2f} ms, "
           f"critical path of upstream calls {med(criticals):.2f} ms, "
           f"overhead {med(overheads):.2f} ms (p90 {p(overheads, 0.9):.2f} ms)")
+    print(f"  after {args.idle_ms:.0f} ms idle, a GraphQL query that calls no upstream takes "
+          f"{floor:.2f} ms; a GET of an endpoint that does nothing {bare:.2f} ms")
     print(f"RESULT total_ms={med(totals):.2f} critical_ms={med(criticals):.2f} "
-          f"overhead_ms={med(overheads):.2f} overhead_p90_ms={p(overheads, 0.9):.2f}")
+          f"overhead_ms={med(overheads):.2f} overhead_p90_ms={p(overheads, 0.9):.2f} "
+          f"floor_ms={floor:.2f} bare_ms={bare:.2f}")
 
 
 if __name__ == "__main__":

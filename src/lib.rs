@@ -29,3 +29,9 @@ pub mod server;
 pub mod upstream;
 
 pub use gateway::{Gateway, Options};
+
+/// Maps on the request path, with a fast seeded hasher: Fanout's own maps are small and hashed
+/// often (field names, response keys, batch keys, dedup keys), and std's SipHash was several
+/// percent of a query's instructions.
+pub type FastIndexMap<K, V> = indexmap::IndexMap<K, V, foldhash::fast::RandomState>;
+pub type FastHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -55,7 +55,7 @@ pub struct Exec {
         clippy::mutable_key_type,
         reason = "BatchKey hashes immutable parts only"
     )]
-    keys: Mutex<std::collections::HashMap<upstream::batch::BatchKey, SharedItem>>,
+    keys: Mutex<crate::FastHashMap<upstream::batch::BatchKey, SharedItem>>,
     errors: Mutex<Vec<ServerError>>,
     roots: OnceLock<IndexMap<String, Vec<Entry>>>,
     /// Root response keys already taken by a resolver, with their values once done.

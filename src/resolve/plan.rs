@@ -249,8 +249,8 @@ pub fn group<'e>(
     bindings: &Bindings,
     entries: &[&'e Entry],
     object: &str,
-) -> IndexMap<&'e str, Vec<&'e Entry>> {
-    let mut out: IndexMap<&str, Vec<&Entry>> = IndexMap::new();
+) -> crate::FastIndexMap<&'e str, Vec<&'e Entry>> {
+    let mut out = crate::FastIndexMap::<&str, Vec<&Entry>>::default();
     for e in entries {
         if e.conditions
             .iter()

@@ -130,7 +130,7 @@ pub fn load(source: &str, opts: &LoadOptions<'_>) -> (Option<Bindings>, Vec<Diag
         .iter()
         .map(|(name, defs)| (name.clone(), Kind::of(&defs[0].node.kind)))
         .collect();
-    let mut types = IndexMap::new();
+    let mut types = crate::FastIndexMap::default();
     for (name, defs) in &type_defs {
         let is_root = *name == query || Some(name) == mutation.as_ref();
         let def = ck.type_def(name, defs, &kinds, is_root);

@@ -13,7 +13,6 @@ use std::{sync::Arc, time::Duration};
 
 use async_graphql::{Value as ConstValue, parser::types::Type};
 use http::HeaderName;
-use indexmap::IndexMap;
 use reqwest::Method;
 
 pub use check::{LoadOptions, load, parse_duration};
@@ -24,7 +23,7 @@ use template::Template;
 #[derive(Debug)]
 pub struct Bindings {
     pub upstreams: Vec<Upstream>,
-    pub types: IndexMap<String, TypeDef>,
+    pub types: crate::FastIndexMap<String, TypeDef>,
     pub query: String,
     pub mutation: Option<String>,
 }
@@ -77,7 +76,7 @@ pub enum TypeKind {
 
 #[derive(Debug, Default)]
 pub struct ObjectDef {
-    pub fields: IndexMap<String, FieldDef>,
+    pub fields: crate::FastIndexMap<String, FieldDef>,
     pub implements: Vec<String>,
 }
 

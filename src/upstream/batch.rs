@@ -13,7 +13,6 @@
 
 use std::{
     cmp::Ordering,
-    collections::HashMap,
     hash::{Hash, Hasher},
     sync::{Arc, Mutex},
     time::Duration,
@@ -25,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CallSpec, Trace, joined_param, send};
 use crate::{
+    FastHashMap,
     error::{ErrorKind, FieldError},
     sdl::template::{Scope, Template, lookup, push_text},
 };
@@ -188,8 +188,8 @@ impl BatchLoader {
         clippy::mutable_key_type,
         reason = "a BatchKey hashes only its group id and key text, which never change"
     )]
-    pub async fn load(&self, keys: &[BatchKey]) -> Option<HashMap<BatchKey, Item>> {
-        let mut groups: HashMap<&str, Vec<&BatchKey>> = HashMap::new();
+    pub async fn load(&self, keys: &[BatchKey]) -> Option<FastHashMap<BatchKey, Item>> {
+        let mut groups = FastHashMap::<&str, Vec<&BatchKey>>::default();
         for k in keys {
             groups.entry(&k.group.id).or_default().push(k);
         }
@@ -253,7 +253,7 @@ impl BatchLoader {
                 .map(|k| (k.clone(), Err(e.clone())))
                 .collect();
         };
-        let mut found: HashMap<String, Arc<Json>> = HashMap::new();
+        let mut found = FastHashMap::<String, Arc<Json>>::default();
         for item in items {
             let Some(text) = lookup(item, &group.match_path).and_then(key_text) else {
                 continue;

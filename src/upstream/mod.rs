@@ -8,7 +8,6 @@ pub mod batch;
 pub mod resilience;
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -234,14 +233,14 @@ enum Get {
 
 /// The upstream calls of one client request.
 pub struct Calls {
-    gets: Mutex<HashMap<String, Get>>,
+    gets: Mutex<crate::FastHashMap<String, Get>>,
     pub trace: Trace,
 }
 
 impl Calls {
     pub fn new(trace: Trace) -> Self {
         Calls {
-            gets: Mutex::new(HashMap::new()),
+            gets: Mutex::default(),
             trace,
         }
     }
