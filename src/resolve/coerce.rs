@@ -7,6 +7,11 @@
 use async_graphql::{Name, Value as ConstValue};
 use serde_json::Value as Json;
 
+/// Whether `name` is one of GraphQL's built-in scalars.
+pub fn is_builtin(name: &str) -> bool {
+    matches!(name, "ID" | "String" | "Boolean" | "Float" | "Int")
+}
+
 /// Coerces `json` to the built-in scalar `name`; `None` when `name` is not built in.
 pub fn builtin(name: &str, json: &Json) -> Option<Result<ConstValue, String>> {
     let r = match (name, json) {

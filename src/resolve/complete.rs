@@ -175,24 +175,89 @@ impl Exec {
             let result = self
                 .complete_inner(&ty.base, json, origin, sel, path, pos)
                 .await;
-            let fail = match result {
-                Ok(ConstValue::Null) if !ty.nullable => Fail::Error(FieldError::bad_response(
-                    origin,
-                    "a non-null field has no value",
-                )),
-                Ok(v) => return Ok(v),
-                Err(f) => f,
-            };
-            if let Fail::Error(e) = fail {
-                self.record(&e, path, pos);
-            }
-            if ty.nullable {
-                Ok(ConstValue::Null)
-            } else {
-                Err(Propagate)
-            }
+            self.settle(ty, result, origin, path, pos)
         }
         .boxed()
+    }
+
+    /// A completed value at a position of type `ty`: a null where `ty` is non-null, or a
+    /// failure, is recorded here and makes the position null or propagates.
+    fn settle(
+        &self,
+        ty: &Type,
+        result: Result<ConstValue, Fail>,
+        origin: Option<&str>,
+        path: &Path<'_>,
+        pos: Pos,
+    ) -> Result<ConstValue, Propagate> {
+        let fail = match result {
+            Ok(ConstValue::Null) if !ty.nullable => Fail::Error(FieldError::bad_response(
+                origin,
+                "a non-null field has no value",
+            )),
+            Ok(v) => return Ok(v),
+            Err(f) => f,
+        };
+        if let Fail::Error(e) = fail {
+            self.record(&e, path, pos);
+        }
+        if ty.nullable {
+            Ok(ConstValue::Null)
+        } else {
+            Err(Propagate)
+        }
+    }
+
+    /// Whether values of `ty` are leaves (scalars and enums, or lists of them), which
+    /// [`Exec::complete_leaf`] completes without a future.
+    fn is_leaf(&self, ty: &Type) -> bool {
+        let name = plan::named(ty);
+        coerce::is_builtin(name)
+            || matches!(
+                self.gw.bindings.types.get(name).map(|t| &t.kind),
+                Some(TypeKind::Scalar | TypeKind::Enum(_))
+            )
+    }
+
+    /// [`Exec::complete`] for a leaf type (see [`Exec::is_leaf`]), synchronously: most fields
+    /// of an object are leaves, and a future per leaf was a large part of a query's cost.
+    fn complete_leaf(
+        &self,
+        ty: &Type,
+        json: &Json,
+        origin: Option<&str>,
+        path: &Path<'_>,
+        pos: Pos,
+    ) -> Result<ConstValue, Propagate> {
+        let bad = |why: String| Fail::Error(FieldError::bad_response(origin, why));
+        let result = match (&ty.base, json) {
+            (_, Json::Null) => Ok(ConstValue::Null),
+            (BaseType::List(item), Json::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| self.complete_leaf(item, v, origin, &path.index(i), pos))
+                // Every item is completed (and its errors recorded) before the list fails.
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map(ConstValue::List)
+                .map_err(|_| Fail::Propagated),
+            (BaseType::List(_), other) => {
+                Err(bad(format!("expected a list, got {}", coerce::kind(other))))
+            }
+            (BaseType::Named(name), json) => match coerce::builtin(name, json) {
+                Some(r) => r.map_err(bad),
+                None => match self.gw.bindings.types.get(name.as_str()).map(|t| &t.kind) {
+                    Some(TypeKind::Scalar) => Ok(coerce::custom(json)),
+                    Some(TypeKind::Enum(values)) => {
+                        coerce::enumeration(name, values.iter().map(|v| v.name.as_str()), json)
+                            .map_err(bad)
+                    }
+                    _ => Err(bad(format!("{name} is not a scalar or enum type"))),
+                },
+            },
+        };
+        self.settle(ty, result, origin, path, pos)
     }
 
     async fn complete_inner(
@@ -213,6 +278,18 @@ impl Exec {
                 let Json::Array(items) = json else {
                     return Err(bad(format!("expected a list, got {}", coerce::kind(json))));
                 };
+                if self.is_leaf(item) {
+                    let values: Vec<_> = items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| self.complete_leaf(item, v, origin, &path.index(i), pos))
+                        .collect();
+                    return values
+                        .into_iter()
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(ConstValue::List)
+                        .map_err(|_| Fail::Propagated);
+                }
                 let values = join_all(items.iter().enumerate().map(|(i, v)| async move {
                     let p = path.index(i);
                     self.complete(item, v, origin, sel, &p, pos).await
@@ -277,20 +354,41 @@ impl Exec {
             return Err(Fail::Error(FieldError::bad_response(origin, why)));
         }
         let groups = plan::group(&self.gw.bindings, sel, type_name);
-        let values = join_all(groups.iter().map(|(key, entries)| async move {
-            let name = entries[0].name.as_str();
-            if name == "__typename" {
-                return Ok(ConstValue::String(type_name.to_owned()));
-            }
-            let Some(field) = obj.fields.get(name) else {
-                return Ok(ConstValue::Null);
-            };
-            let p = path.key(key);
-            self.field(field, entries, json, origin, &p).await
-        }))
+        // Leaves now; fields that fetch or hold objects concurrently, below.
+        let ready: Vec<Option<Result<ConstValue, Propagate>>> = groups
+            .iter()
+            .map(|(key, entries)| {
+                let name = entries[0].name.as_str();
+                if name == "__typename" {
+                    return Some(Ok(ConstValue::String(type_name.to_owned())));
+                }
+                let Some(field) = obj.fields.get(name) else {
+                    return Some(Ok(ConstValue::Null));
+                };
+                match &field.source {
+                    Source::Key(k) if self.is_leaf(&field.ty) => {
+                        let value = lookup(json, k).unwrap_or(&NULL);
+                        let p = path.key(key);
+                        Some(self.complete_leaf(&field.ty, value, origin, &p, entries[0].pos))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        let pending = join_all(groups.iter().zip(&ready).filter(|(_, r)| r.is_none()).map(
+            |((key, entries), _)| async move {
+                let field = &obj.fields[entries[0].name.as_str()];
+                let p = path.key(key);
+                self.field(field, entries, json, origin, &p).await
+            },
+        ))
         .await;
-        let mut out = IndexMap::with_capacity(values.len());
-        for ((key, _), value) in groups.iter().zip(values) {
+        let mut pending = pending.into_iter();
+        let mut out = IndexMap::with_capacity(groups.len());
+        for ((key, _), value) in groups.iter().zip(ready) {
+            let value = value
+                .or_else(|| pending.next())
+                .expect("one value per field");
             out.insert(Name::new(key), value.map_err(|_| Fail::Propagated)?);
         }
         Ok(ConstValue::Object(out))

@@ -775,6 +775,9 @@ type Item {
   price: Float
   status: Status
   meta: JSON
+  scores: [Int!]
+  statuses: [Status]
+  labels: [String!]!
 }
 "#;
 
@@ -857,6 +860,45 @@ async fn out_of_range_int_is_a_bad_response() {
     assert_eq!(resp["data"], json!({"item": {"id": "1", "other": null}}));
     assert_one_bad_response(&resp, json!(["item", "other"]));
     assert_eq!(paths(&mock), ["/items/1", "/items/1"]);
+}
+
+/// Lists of leaves: each item is coerced at its own path, and a bad non-null item nulls the
+/// nearest nullable position (the list, or the object holding a non-null list).
+#[tokio::test]
+async fn list_items_are_coerced_one_by_one() {
+    let (_mock, fanout) = coerce_fanout(json!({
+        "1": {"id": 1, "scores": [1, 2.5, 3], "statuses": ["OPEN", "NOPE", null], "labels": ["a"]},
+        "2": {"id": 2, "labels": ["a", null]}
+    }))
+    .await;
+    let resp = fanout
+        .query(r#"{ item(id: 1) { id scores statuses labels } }"#)
+        .await;
+    assert_eq!(
+        resp["data"],
+        json!({"item": {"id": "1", "scores": null, "statuses": ["OPEN", null, null], "labels": ["a"]}}),
+        "{resp:#}"
+    );
+    let mut paths: Vec<Json> = resp["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].clone())
+        .collect();
+    paths.sort_by_key(|p| p.to_string());
+    assert_eq!(
+        paths,
+        [json!(["item", "scores", 1]), json!(["item", "statuses", 1])],
+        "{resp:#}"
+    );
+    assert_eq!(
+        codes(&resp),
+        ["UPSTREAM_BAD_RESPONSE", "UPSTREAM_BAD_RESPONSE"]
+    );
+
+    let resp = fanout.query(r#"{ item(id: 2) { id labels } }"#).await;
+    assert_eq!(resp["data"], json!({"item": null}), "{resp:#}");
+    assert_one_bad_response(&resp, json!(["item", "labels", 1]));
 }
 
 #[tokio::test]
