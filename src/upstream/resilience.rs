@@ -30,6 +30,7 @@ const BUDGET_MAX: f64 = 10.0;
 /// One upstream's settings and shared state, for the lifetime of a loaded schema.
 pub struct Runtime {
     pub name: Arc<str>,
+    pub base: super::BaseUrl,
     pub http: reqwest::Client,
     pub max_response_bytes: usize,
     pub retries: u32,
@@ -64,6 +65,7 @@ impl Runtime {
             .expect("the HTTP client's settings are valid");
         Arc::new(Runtime {
             name: Arc::from(up.name.as_str()),
+            base: super::BaseUrl::new(&up.base_url),
             http,
             max_response_bytes: up.max_response_bytes,
             retries: up.retries,
