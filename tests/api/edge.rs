@@ -396,16 +396,7 @@ async fn one_worker_thread_still_fans_out_and_batches() {
     let mut p = Process::spawn(&["--demo", "--workers", "1", "--demo-latency", "100ms"]);
     p.wait_until_up("/healthz").await;
     let query = "{ user(id: \"1\") { name team { name } permissions orders(first: 5) { product { name } } } }";
-    let resp: Json = reqwest::Client::new()
-        .post(format!("http://{}/graphql", p.addr))
-        .header("x-fanout-trace", "1")
-        .json(&json!({ "query": query }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let resp = p.traced_query(query).await;
     assert_eq!(resp["data"]["user"]["name"], "Ada Lovelace", "{resp}");
     let orders = resp["data"]["user"]["orders"].as_array().unwrap();
     assert_eq!(orders.len(), 5, "{resp}");

@@ -307,6 +307,18 @@ impl Process {
         }
     }
 
+    /// POSTs a traced query to the process's `/graphql` and returns the JSON response.
+    pub async fn traced_query(&self, query: &str) -> Json {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/graphql", self.addr))
+            .header("x-fanout-trace", "1")
+            .json(&serde_json::json!({ "query": query }))
+            .send()
+            .await
+            .unwrap();
+        resp.json().await.unwrap()
+    }
+
     pub fn signal(&self, signal: &str) {
         let status = std::process::Command::new("kill")
             .args([signal, &self.child.id().to_string()])
