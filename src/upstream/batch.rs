@@ -144,15 +144,9 @@ impl Window {
                 }
                 std::mem::take(&mut *pending)
             };
-            // A key nobody waits for any more is not sent.
-            let batch: Vec<_> = batch
-                .into_iter()
-                .filter(|(_, tx)| !tx.is_closed())
-                .collect();
-            if !batch.is_empty() {
-                let loader = self.loader.clone();
-                tokio::spawn(async move { loader.send(batch).await });
-            }
+            // When the client request ends first, `cancel` stops this batch at once.
+            let loader = self.loader.clone();
+            tokio::spawn(async move { loader.send(batch).await });
             return;
         }
     }
@@ -206,6 +200,7 @@ impl BatchLoader {
         };
         Some(results.into_iter().flatten().collect())
     }
+
     async fn chunk(&self, keys: Vec<&BatchKey>) -> Vec<(BatchKey, Item)> {
         let group = &keys[0].group;
         let mut spec = group.spec.clone();
