@@ -128,7 +128,8 @@ impl Window {
     ///
     /// The keys of one level come from sibling futures of the request's one task, woken
     /// together. Yielding lets every sibling that is ready add its key; the window closes
-    /// after a whole turn adds none. The batch then runs in its own task, so a field that
+    /// after a whole turn adds none (in the tests one turn always sufficed, even for 150
+    /// parents; the loop is there for a join that polls its futures over several turns). The batch then runs in its own task, so a field that
     /// stops waiting (its own deadline) does not cancel the other fields' keys.
     pub async fn flush(&self) {
         loop {

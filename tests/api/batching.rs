@@ -57,6 +57,27 @@ const SCHEMA: &str = r#"
     type Product { id: ID! name: String }
 "#;
 
+/// 150 parents are more than a join polls in one turn (futures-util yields after 32): the
+/// batch window still gathers every key before the call goes out.
+#[tokio::test]
+async fn a_hundred_and_fifty_parents_make_one_batch() {
+    let orders: Vec<Json> = (1..=150)
+        .map(|i| json!({"id": format!("o{i}"), "productId": i}))
+        .collect();
+    let mock = Mock::start(shop(Json::Array(orders))).await;
+    let schema = SCHEMA.replace("match: \"id\"", "match: \"id\", maxSize: 500");
+    let fanout = Fanout::start(&with_mock(&schema, &mock)).await;
+    let resp = fanout.query("{ orders { id product { name } } }").await;
+    assert_eq!(resp.get("errors"), None, "{resp}");
+    let got = resp["data"]["orders"].as_array().unwrap();
+    assert_eq!(got.len(), 150);
+    for (i, o) in got.iter().enumerate() {
+        assert_eq!(o["product"]["name"], format!("P{}", i + 1), "{o}");
+    }
+    let want: Vec<String> = (1..=150).map(|i| i.to_string()).collect();
+    assert_eq!(id_params(&mock), [want.join(",")]);
+}
+
 #[tokio::test]
 async fn batch_makes_one_call_with_sorted_deduplicated_keys() {
     let orders = json!([
