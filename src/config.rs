@@ -76,7 +76,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FANOUT_WATCH")]
     pub watch: bool,
     /// Threads that run requests (default: one per CPU). `1` runs everything on one thread,
-    /// which costs the least CPU per query; more threads carry more load.
+    /// which usually costs less CPU per query; more threads carry more load.
     #[arg(long, env = "FANOUT_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
     /// Start the built-in demo REST services and serve the schema against them.
