@@ -89,8 +89,11 @@ impl Metrics {
 
     pub fn upstream_call(&self, upstream: &str, outcome: &'static str, took: Duration) {
         let mut m = self.upstream.lock().expect("metrics lock poisoned");
-        m.entry(upstream.to_owned())
-            .or_default()
+        if !m.contains_key(upstream) {
+            m.insert(upstream.to_owned(), BTreeMap::new());
+        }
+        m.get_mut(upstream)
+            .expect("inserted above")
             .entry(outcome)
             .or_insert_with(|| Histogram::new(&LATENCY_BUCKETS))
             .observe(took.as_secs_f64());

@@ -109,12 +109,13 @@ impl TraceLog {
     }
 }
 
-/// Records a call that started at `start` (`duration_ms` is filled by the caller).
-fn record(trace: &Trace, start: Instant, rec: CallRecord) {
+/// Records a call that started at `start`, when the client asked for a trace (`rec` is only
+/// built then).
+fn record(trace: &Trace, start: Instant, rec: impl FnOnce() -> CallRecord) {
     if let Some(t) = trace {
         let rec = CallRecord {
             start_ms: ms(start.saturating_duration_since(t.start)),
-            ..rec
+            ..rec()
         };
         t.calls.lock().expect("trace lock poisoned").push(rec);
     }
@@ -355,21 +356,17 @@ impl Calls {
 
     fn note_dedup(&self, spec: &CallSpec) {
         METRICS.deduplicated();
-        record(
-            &self.trace,
-            Instant::now(),
-            CallRecord {
-                upstream: spec.up.name.to_string(),
-                method: spec.method.to_string(),
-                path: spec.url.path().to_owned(),
-                batch_size: None,
-                status: None,
-                start_ms: 0.0,
-                duration_ms: 0.0,
-                deduplicated: true,
-                error: None,
-            },
-        );
+        record(&self.trace, Instant::now(), || CallRecord {
+            upstream: spec.up.name.to_string(),
+            method: spec.method.to_string(),
+            path: spec.url.path().to_owned(),
+            batch_size: None,
+            status: None,
+            start_ms: 0.0,
+            duration_ms: 0.0,
+            deduplicated: true,
+            error: None,
+        });
     }
 }
 
@@ -419,21 +416,17 @@ pub async fn send(
         last = Some((status, result));
         tokio::time::sleep(resilience::backoff(attempts)).await;
     };
-    record(
-        &trace,
-        start,
-        CallRecord {
-            upstream: up.name.to_string(),
-            method: spec.method.to_string(),
-            path: spec.url.path().to_owned(),
-            batch_size,
-            status,
-            start_ms: 0.0,
-            duration_ms: ms(start.elapsed()),
-            deduplicated: false,
-            error: result.as_ref().err().map(FieldError::code),
-        },
-    );
+    record(&trace, start, || CallRecord {
+        upstream: up.name.to_string(),
+        method: spec.method.to_string(),
+        path: spec.url.path().to_owned(),
+        batch_size,
+        status,
+        start_ms: 0.0,
+        duration_ms: ms(start.elapsed()),
+        deduplicated: false,
+        error: result.as_ref().err().map(FieldError::code),
+    });
     if attempts > 1 {
         tracing::debug!(upstream = %up.name, attempts, "upstream call retried");
     }
