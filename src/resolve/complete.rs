@@ -454,11 +454,9 @@ impl Exec {
                 .map_err(|_| timeout())?;
         };
         let key = batch.key.render_json(scope);
-        let id = format!(
-            "{}\n{}",
-            spec.dedup_key(),
-            serde_json::to_string(args).unwrap_or_default()
-        );
+        let mut id = spec.dedup_key();
+        id.push('\n');
+        id.push_str(&serde_json::to_string(args).unwrap_or_default());
         let group = Arc::new(BatchGroup {
             id,
             spec,

@@ -56,15 +56,27 @@ impl std::fmt::Debug for CallSpec {
 impl CallSpec {
     /// Identical GETs share this key: method, URL and every header sent but the request id.
     pub(crate) fn dedup_key(&self) -> String {
-        let mut headers: Vec<String> = self
+        let mut headers: Vec<(&str, &[u8])> = self
             .headers
             .iter()
             // The request id differs per client request but asks nothing different.
             .filter(|(k, _)| **k != crate::http::edge::REQUEST_ID)
-            .map(|(k, v)| format!("{k}:{}", String::from_utf8_lossy(v.as_bytes())))
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
             .collect();
-        headers.sort();
-        format!("{} {}\n{}", self.method, self.url, headers.join("\n"))
+        headers.sort_unstable();
+        let url = self.url.as_str();
+        let mut key = String::with_capacity(url.len() + 16);
+        key.push_str(self.method.as_str());
+        key.push(' ');
+        key.push_str(url);
+        for (name, value) in headers {
+            // Names cannot hold `:` or a line break, values cannot hold a line break.
+            key.push('\n');
+            key.push_str(name);
+            key.push(':');
+            key.push_str(&String::from_utf8_lossy(value));
+        }
+        key
     }
 }
 
