@@ -15,9 +15,25 @@ use axum::{
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
 
-/// Taken from the client when present, else generated; sent to every upstream call of the
-/// request, written in its log lines, and returned in the response.
+/// Taken from the client when it is a safe id (see [`safe_request_id`]), else generated; sent
+/// to every upstream call of the request, written in its log lines, and returned in the
+/// response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Whether a client's request id may be used as it is: 1 to 128 letters, digits, `-`, `_`,
+/// `.` and `:`. That covers UUIDs, hex ids (nginx's `$request_id`) and `prefix:id` styles,
+/// and leaves nothing that could read as another field in a text log line (no spaces, no
+/// `=`, no quotes).
+pub fn safe_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_REQUEST_ID
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+}
 
 /// Makes sure the request has an id, works out the client's address (see [`client_info`]),
 /// and runs the request inside a log span carrying both.
@@ -27,7 +43,7 @@ pub async fn request_id(
     next: Next,
 ) -> Response {
     let id = match req.headers().get(&REQUEST_ID) {
-        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
+        Some(v) if safe_request_id(v) => v.clone(),
         _ => {
             let id = HeaderValue::from_str(&new_id()).expect("hex is a valid header value");
             req.headers_mut().insert(REQUEST_ID, id.clone());
@@ -36,7 +52,7 @@ pub async fn request_id(
     };
     let span = tracing::info_span!(
         "request",
-        id = %String::from_utf8_lossy(id.as_bytes()),
+        id = %id.to_str().unwrap_or_default(),
         method = %req.method(),
         path = %req.uri().path(),
         client = tracing::field::Empty,
@@ -243,6 +259,29 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn only_short_plain_request_ids_are_taken() {
+        for ok in [
+            "0f3c9a7e2b1d4c5e8f7a6b5c4d3e2f1a",
+            "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            "req_1.2:3",
+        ] {
+            assert!(safe_request_id(&HeaderValue::from_static(ok)), "{ok}");
+        }
+        let long = "a".repeat(129);
+        for bad in [
+            "",
+            "forged client=6.6.6.6",
+            "a\"b",
+            "tab\there",
+            "ü",
+            long.as_str(),
+        ] {
+            let v = HeaderValue::from_bytes(bad.as_bytes()).unwrap();
+            assert!(!safe_request_id(&v), "{bad:?}");
+        }
     }
 
     #[test]
