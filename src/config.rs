@@ -133,16 +133,33 @@ pub struct ServeArgs {
     /// Largest request body, in bytes (413 beyond).
     #[arg(long, env = "FANOUT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Levels of fields in an operation, through fragments.
     #[arg(long, env = "FANOUT_MAX_DEPTH", default_value_t = Limits::default().max_depth)]
     pub max_depth: usize,
+    /// Each field counts 1, a list field's selection counts once per expected item.
     #[arg(long, env = "FANOUT_MAX_COMPLEXITY", default_value_t = Limits::default().max_complexity)]
     pub max_complexity: usize,
+    /// The items a list field is expected to return when no list argument or `first`/`limit`
+    /// style argument says how many (for --max-complexity).
+    #[arg(long, env = "FANOUT_ASSUMED_LIST_SIZE", default_value_t = Limits::default().assumed_list_size)]
+    pub assumed_list_size: usize,
+    /// Aliases in an operation, through fragments.
     #[arg(long, env = "FANOUT_MAX_ALIASES", default_value_t = Limits::default().max_aliases)]
     pub max_aliases: usize,
+    /// Root fields of an operation, through fragments.
     #[arg(long, env = "FANOUT_MAX_ROOT_FIELDS", default_value_t = Limits::default().max_root_fields)]
     pub max_root_fields: usize,
+    /// Directives on one selection.
     #[arg(long, env = "FANOUT_MAX_DIRECTIVES", default_value_t = Limits::default().max_directives)]
     pub max_directives: usize,
+    /// Levels of `{}` and `[]` in the query text, and of lists and objects in variables.
+    #[arg(long, env = "FANOUT_MAX_NESTING", default_value_t = Limits::default().max_nesting)]
+    pub max_nesting: usize,
+    /// The most a response's data may take, in bytes of JSON (about); past it the request
+    /// stops and its data is null, with the error code RESPONSE_TOO_LARGE.
+    #[arg(long, env = "FANOUT_MAX_RESPONSE_BYTES", default_value_t = Options::default().max_response_bytes)]
+    pub max_response_bytes: usize,
+    /// Tokens in the query text, counted before it is parsed.
     #[arg(long, env = "FANOUT_MAX_TOKENS", default_value_t = Limits::default().max_tokens)]
     pub max_tokens: usize,
     /// On SIGTERM: keep accepting requests this long with /readyz at 503, so a load
@@ -185,16 +202,18 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             debug_errors: self.debug_errors,
             allow_trace: dev && !self.no_trace,
+            max_response_bytes: self.max_response_bytes,
             limits: Limits {
                 max_depth: self.max_depth,
                 max_complexity: self.max_complexity,
+                assumed_list_size: self.assumed_list_size,
                 max_aliases: self.max_aliases,
                 max_root_fields: self.max_root_fields,
                 max_directives: self.max_directives,
+                max_nesting: self.max_nesting,
                 max_tokens: self.max_tokens,
                 introspection: dev,
                 suggestions: dev,
-                ..Limits::default()
             },
         }
     }

@@ -17,6 +17,7 @@ pub mod code {
     pub const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
     pub const UPSTREAM_BAD_RESPONSE: &str = "UPSTREAM_BAD_RESPONSE";
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
 }
 
 /// A failure of one field. `detail` holds what only an operator should see (URL, a snippet of
@@ -36,6 +37,8 @@ pub enum ErrorKind {
     Unavailable(&'static str),
     BadResponse(String),
     BadInput(String),
+    /// The response grew past this many bytes.
+    ResponseTooLarge(usize),
 }
 
 impl FieldError {
@@ -67,6 +70,7 @@ impl FieldError {
             ErrorKind::Unavailable(_) => code::UPSTREAM_UNAVAILABLE,
             ErrorKind::BadResponse(_) => code::UPSTREAM_BAD_RESPONSE,
             ErrorKind::BadInput(_) => code::BAD_USER_INPUT,
+            ErrorKind::ResponseTooLarge(_) => code::RESPONSE_TOO_LARGE,
         }
     }
 
@@ -87,6 +91,9 @@ impl FieldError {
                 None => format!("bad value: {why}"),
             },
             ErrorKind::BadInput(why) => why.clone(),
+            ErrorKind::ResponseTooLarge(max) => format!(
+                "the response grew past {max} bytes at this field; it is not sent (data is null)"
+            ),
         }
     }
 

@@ -24,6 +24,9 @@ pub struct Options {
     pub debug_errors: bool,
     /// Honour the `x-fanout-trace` request header.
     pub allow_trace: bool,
+    /// The most a response's data may take, serialized (about); past it the request stops
+    /// and answers `RESPONSE_TOO_LARGE`.
+    pub max_response_bytes: usize,
     pub limits: Limits,
 }
 
@@ -34,13 +37,14 @@ impl Default for Options {
             request_timeout: Duration::from_secs(5),
             debug_errors: false,
             allow_trace: true,
+            max_response_bytes: 8 << 20,
             limits: Limits::default(),
         }
     }
 }
 
 pub struct Gateway {
-    pub bindings: Bindings,
+    pub bindings: Arc<Bindings>,
     pub schema: Schema,
     /// One per upstream, in the order of `bindings.upstreams`.
     pub(crate) upstreams: Vec<Arc<Runtime>>,
@@ -59,7 +63,7 @@ impl Gateway {
             env,
         };
         let (bindings, diags) = sdl::load(source, &load_opts);
-        let Some(bindings) = bindings else {
+        let Some(bindings) = bindings.map(Arc::new) else {
             return Err(diags);
         };
         let schema = schema::build(&bindings, &options.limits).map_err(|e| {

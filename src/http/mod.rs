@@ -490,7 +490,7 @@ async fn graphql_get(
         Ok(r) => r,
         Err(e) => return request_error(media, StatusCode::BAD_REQUEST, &e),
     };
-    if is_mutation(&request) {
+    if is_mutation(&request, &st.live.get().options.limits) {
         let mut resp = request_error(
             media,
             StatusCode::METHOD_NOT_ALLOWED,
@@ -558,11 +558,15 @@ fn json_object_param(
     }
 }
 
-/// Whether the operation the request selects is a mutation. An unparsable query is left to
-/// the engine, which reports it properly.
-fn is_mutation(request: &Request) -> bool {
+/// Whether the operation the request selects is a mutation. A query that the text checks
+/// refuse or that does not parse is left to the engine, which reports it properly.
+fn is_mutation(request: &Request, limits: &crate::schema::Limits) -> bool {
     // A mutation needs the keyword; without it, the query need not be parsed a second time.
     if !request.query.contains("mutation") {
+        return false;
+    }
+    let (tokens, nesting) = (limits.max_tokens, limits.max_nesting);
+    if crate::schema::limits::check_text(&request.query, tokens, nesting).is_err() {
         return false;
     }
     let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {

@@ -19,7 +19,7 @@ use super::{
 use crate::{
     error::{ErrorKind, FieldError},
     sdl::{
-        FieldDef, ObjectDef, RestBinding, Source, TypeKind,
+        FieldDef, RestBinding, Source, TypeKind,
         template::{Scope, lookup},
     },
     upstream::{
@@ -93,9 +93,52 @@ static NULL: Json = Json::Null;
 /// keys their answers produce join the same batch (see [`super::InFlight`]).
 const BATCH_SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(25);
 
+/// About how many bytes `v` takes as JSON: what the response cap counts.
+fn json_size(v: &ConstValue) -> usize {
+    match v {
+        ConstValue::Null => 4,
+        ConstValue::Boolean(_) => 5,
+        ConstValue::Number(_) => 8,
+        ConstValue::String(s) => s.len() + 2,
+        ConstValue::Enum(n) => n.len() + 2,
+        ConstValue::Binary(b) => b.len() * 4 / 3 + 2,
+        ConstValue::List(items) => 2 + items.iter().map(|i| json_size(i) + 1).sum::<usize>(),
+        ConstValue::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 4 + json_size(v))
+                .sum::<usize>()
+        }
+    }
+}
+
 impl Exec {
     fn record(&self, err: &FieldError, path: &Path<'_>, pos: Pos) {
         self.error(err.to_server_error(path.to_vec(), pos, self.gw.options.debug_errors));
+    }
+
+    /// Whether the response already went past its cap: nothing more is worth doing.
+    fn over_cap(&self) -> bool {
+        self.too_large.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts `bytes` more of response data. `Err` once the response is past its cap; the
+    /// first field past it gets the error.
+    fn charge(&self, bytes: usize, path: &Path<'_>, pos: Pos) -> Result<(), Fail> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let max = self.gw.options.max_response_bytes;
+        let total = self.response_bytes.fetch_add(bytes, Relaxed) + bytes;
+        if total <= max {
+            return Ok(());
+        }
+        if !self.too_large.swap(true, Relaxed) {
+            self.record(
+                &FieldError::new(ErrorKind::ResponseTooLarge(max), None),
+                path,
+                pos,
+            );
+        }
+        Err(Fail::Propagated)
     }
 
     /// Resolves one field of an object (merged from `entries`, all with one response key).
@@ -116,6 +159,7 @@ impl Exec {
                     self.complete(&field.ty, value, origin, &children, path, entry.pos)
                         .await
                 }
+                Source::Rest(_) if self.over_cap() => Err(Propagate),
                 Source::Rest(rest) => {
                     let origin = Some(rest.upstream_name.as_str());
                     match self.fetch(rest, &entry.args, parent).await {
@@ -284,11 +328,13 @@ impl Exec {
                         .enumerate()
                         .map(|(i, v)| self.complete_leaf(item, v, origin, &path.index(i), pos))
                         .collect();
-                    return values
+                    let list = values
                         .into_iter()
                         .collect::<Result<Vec<_>, _>>()
                         .map(ConstValue::List)
-                        .map_err(|_| Fail::Propagated);
+                        .map_err(|_| Fail::Propagated)?;
+                    self.charge(json_size(&list), path, pos)?;
+                    return Ok(list);
                 }
                 let values = join_all(items.iter().enumerate().map(|(i, v)| async move {
                     let p = path.index(i);
@@ -303,19 +349,26 @@ impl Exec {
             }
             BaseType::Named(name) => name.as_str(),
         };
+        let leaf = |value: Result<ConstValue, String>| {
+            let value = value.map_err(bad)?;
+            self.charge(json_size(&value), path, pos)?;
+            Ok(value)
+        };
         if let Some(r) = coerce::builtin(name, json) {
-            return r.map_err(bad);
+            return leaf(r);
         }
         let bindings = &self.gw.bindings;
         let Some(def) = bindings.types.get(name) else {
             return Err(bad(format!("unknown type {name}")));
         };
         match &def.kind {
-            TypeKind::Scalar => Ok(coerce::custom(json)),
-            TypeKind::Enum(values) => {
-                coerce::enumeration(name, values.iter().map(|v| v.name.as_str()), json).map_err(bad)
-            }
-            TypeKind::Object(obj) => self.object(name, obj, json, origin, sel, path).await,
+            TypeKind::Scalar => leaf(Ok(coerce::custom(json))),
+            TypeKind::Enum(values) => leaf(coerce::enumeration(
+                name,
+                values.iter().map(|v| v.name.as_str()),
+                json,
+            )),
+            TypeKind::Object(_) => self.object(name, json, origin, sel, path, pos).await,
             TypeKind::Interface(_) | TypeKind::Union(_) => {
                 let possible = bindings.possible_types(name);
                 let concrete = match json.get("__typename") {
@@ -328,10 +381,7 @@ impl Exec {
                     _ if possible.len() == 1 => possible[0],
                     _ => return Err(bad(format!("an item of {name} has no `__typename`"))),
                 };
-                let obj = bindings
-                    .object(concrete)
-                    .expect("possible types are objects");
-                self.object(concrete, obj, json, origin, sel, path).await
+                self.object(concrete, json, origin, sel, path, pos).await
             }
             TypeKind::InputObject(_) => Err(bad(format!("{name} is an input type"))),
         }
@@ -340,12 +390,17 @@ impl Exec {
     async fn object(
         &self,
         type_name: &str,
-        obj: &ObjectDef,
         json: &Json,
         origin: Option<&str>,
         sel: &[&Entry],
         path: &Path<'_>,
+        pos: Pos,
     ) -> Result<ConstValue, Fail> {
+        if self.over_cap() {
+            return Err(Fail::Propagated);
+        }
+        let obj =
+            (self.gw.bindings.object(type_name)).expect("only object types are completed here");
         if !json.is_object() {
             let why = format!(
                 "expected an object for {type_name}, got {}",
@@ -385,12 +440,22 @@ impl Exec {
         .await;
         let mut pending = pending.into_iter();
         let mut out = IndexMap::with_capacity(groups.len());
+        // Braces, keys and leaves here; fields below charged their own values.
+        let mut bytes = 2;
         for ((key, _), value) in groups.iter().zip(ready) {
-            let value = value
-                .or_else(|| pending.next())
-                .expect("one value per field");
+            bytes += key.len() + 4;
+            let value = match value {
+                Some(leaf) => {
+                    if let Ok(v) = &leaf {
+                        bytes += json_size(v);
+                    }
+                    leaf
+                }
+                None => pending.next().expect("one value per field"),
+            };
             out.insert(Name::new(key), value.map_err(|_| Fail::Propagated)?);
         }
+        self.charge(bytes, path, pos)?;
         Ok(ConstValue::Object(out))
     }
 

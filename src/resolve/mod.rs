@@ -61,6 +61,10 @@ pub struct Exec {
     /// Root response keys already taken by a resolver, with their values once done.
     results: Mutex<IndexMap<String, Option<Result<ConstValue, Propagate>>>>,
     in_flight: InFlight,
+    /// The response's data so far, in bytes of JSON (about), and whether it went past
+    /// `max_response_bytes`: then the request stops and its data is null.
+    response_bytes: std::sync::atomic::AtomicUsize,
+    too_large: std::sync::atomic::AtomicBool,
     _cancel: DropGuard,
 }
 
@@ -133,6 +137,8 @@ impl Exec {
             roots: OnceLock::new(),
             results: Mutex::new(IndexMap::new()),
             in_flight: InFlight::default(),
+            response_bytes: Default::default(),
+            too_large: Default::default(),
             _cancel: cancel.drop_guard(),
         }
     }
@@ -209,7 +215,8 @@ impl Exec {
                     }
                 }
             }
-            resp.data = if null_data {
+            let too_large = self.too_large.load(std::sync::atomic::Ordering::Relaxed);
+            resp.data = if null_data || too_large {
                 ConstValue::Null
             } else {
                 ConstValue::Object(data)

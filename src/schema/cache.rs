@@ -1,18 +1,14 @@
 //! Parsed queries, kept by their text: a frontend sends the same few queries over and over,
 //! and parsing was a fifth of the gateway's instructions per dashboard query (callgrind).
 //!
-//! Only documents that passed every check made while parsing (tokens, aliases, root fields,
-//! nesting, directives) are kept, so a hit skips those checks safely: they depend on the
-//! text alone, and each schema (re)load starts with an empty cache. Validation still runs on
-//! every request, since it depends on the variables.
+//! Only documents that passed the text checks and parsed are kept; a hit skips those, which
+//! depend on the text alone. What the document will execute is checked on every request
+//! ([`super::shape`]: list sizes may come from variables), and so is validation. Each schema
+//! (re)load starts with an empty cache.
 
 use std::sync::{Arc, Mutex};
 
-use async_graphql::{
-    ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
-    parser::types::ExecutableDocument,
-};
+use async_graphql::parser::types::ExecutableDocument;
 use indexmap::IndexMap;
 
 /// Queries longer than this are parsed every time: they are rare, and each would take much
@@ -35,11 +31,11 @@ struct Entries {
 }
 
 impl DocumentCache {
-    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+    pub(super) fn get(&self, query: &str) -> Option<ExecutableDocument> {
         self.lock().docs.get(query).cloned()
     }
 
-    fn put(&self, query: &str, doc: &ExecutableDocument) {
+    pub(super) fn put(&self, query: &str, doc: &ExecutableDocument) {
         if query.len() > MAX_QUERY_BYTES {
             return;
         }
@@ -65,30 +61,6 @@ impl DocumentCache {
     fn len(&self) -> (usize, usize) {
         let entries = self.lock();
         (entries.docs.len(), entries.bytes)
-    }
-}
-
-impl ExtensionFactory for DocumentCache {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for DocumentCache {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if let Some(doc) = self.get(query) {
-            return Ok(doc);
-        }
-        let doc = next.run(ctx, query, variables).await?;
-        self.put(query, &doc);
-        Ok(doc)
     }
 }
 

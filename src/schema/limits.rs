@@ -1,15 +1,32 @@
-//! Limits on the shape of a query, checked right after parsing, before anything executes.
+//! The checks every query passes before it is validated or executed, in one engine
+//! extension ([`Guard`]), in this order:
 //!
-//! async-graphql limits depth, complexity, recursion and directives itself; aliases and root
-//! fields are counted here. Every rejection carries an `extensions.code`.
+//! 1. the variables' nesting;
+//! 2. a query text seen before: its parsed document, from [`DocumentCache`]; else the text's
+//!    tokens and nesting ([`super::text`]), then the parser;
+//! 3. what each operation will execute, through its fragments ([`super::shape`]): root
+//!    fields, aliases, depth, complexity with list sizes, directives per selection.
+//!
+//! The engine's own parse-time checks (recursion depth, directives) are not used: they expand
+//! every fragment spread without memory, which a chain of fragments makes exponential. Its
+//! validation then runs on a document these checks have bounded. Every refusal carries an
+//! `extensions.code`.
 
 use std::sync::Arc;
 
 use async_graphql::{
-    ErrorExtensionValues, ServerError, ServerResult, Variables,
+    ErrorExtensionValues, ServerError, ServerResult, Value as ConstValue, Variables,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    parser::types::ExecutableDocument,
 };
+
+use super::{
+    Limits,
+    cache::DocumentCache,
+    shape::{self, ShapeLimits},
+    text::{self, TextRefusal},
+};
+use crate::sdl::Bindings;
 
 /// Request-error codes for queries refused before execution.
 pub mod code {
@@ -19,134 +36,115 @@ pub mod code {
     pub const COMPLEXITY_LIMIT: &str = "COMPLEXITY_LIMIT_EXCEEDED";
     pub const ALIAS_LIMIT: &str = "ALIAS_LIMIT_EXCEEDED";
     pub const ROOT_FIELD_LIMIT: &str = "ROOT_FIELD_LIMIT_EXCEEDED";
+    pub const DIRECTIVE_LIMIT: &str = "DIRECTIVE_LIMIT_EXCEEDED";
     pub const TOKEN_LIMIT: &str = "TOKEN_LIMIT_EXCEEDED";
+    pub const NESTING_LIMIT: &str = "NESTING_LIMIT_EXCEEDED";
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct ShapeLimits {
-    pub max_aliases: usize,
-    pub max_root_fields: usize,
-    /// Lexical tokens in the query text, counted before the parser runs.
-    pub max_tokens: usize,
+/// The engine extension that runs every check above.
+pub struct Guard {
+    bindings: Arc<Bindings>,
+    cache: DocumentCache,
+    max_tokens: usize,
+    max_nesting: usize,
+    shape: ShapeLimits,
 }
 
-impl ExtensionFactory for ShapeLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
+impl Guard {
+    pub fn new(bindings: Arc<Bindings>, limits: &Limits) -> Arc<Guard> {
+        Arc::new(Guard {
+            bindings,
+            cache: DocumentCache::default(),
+            max_tokens: limits.max_tokens,
+            max_nesting: limits.max_nesting,
+            shape: ShapeLimits {
+                max_depth: limits.max_depth,
+                max_complexity: limits.max_complexity,
+                max_aliases: limits.max_aliases,
+                max_root_fields: limits.max_root_fields,
+                max_directives: limits.max_directives,
+                assumed_list_size: limits.assumed_list_size,
+            },
+        })
     }
-}
 
-#[async_trait::async_trait]
-impl Extension for ShapeLimits {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if let Some(n) = too_many_tokens(query, self.max_tokens) {
-            return Err(refused(
-                code::TOKEN_LIMIT,
-                format!("the query has more than {n} tokens; at most {n} are allowed"),
-            ));
+    fn document(&self, query: &str) -> ServerResult<ExecutableDocument> {
+        if let Some(doc) = self.cache.get(query) {
+            return Ok(doc);
         }
-        let doc = next.run(ctx, query, variables).await?;
-        let mut aliases = 0;
-        for (_, op) in doc.operations.iter() {
-            aliases += count_aliases(&op.node.selection_set.node);
-            let roots = op.node.selection_set.node.items.len();
-            if roots > self.max_root_fields {
-                return Err(refused(
-                    code::ROOT_FIELD_LIMIT,
-                    format!(
-                        "the operation has {roots} root selections; at most {} are allowed",
-                        self.max_root_fields
-                    ),
-                ));
-            }
-        }
-        for frag in doc.fragments.values() {
-            aliases += count_aliases(&frag.node.selection_set.node);
-        }
-        if aliases > self.max_aliases {
-            return Err(refused(
-                code::ALIAS_LIMIT,
-                format!(
-                    "the query uses {aliases} aliases; at most {} are allowed",
-                    self.max_aliases
-                ),
-            ));
-        }
+        check_text(query, self.max_tokens, self.max_nesting)?;
+        let doc = async_graphql::parser::parse_query(query).map_err(|e| {
+            let mut err = ServerError::from(e);
+            err.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code::PARSE_FAILED);
+            err
+        })?;
+        self.cache.put(query, &doc);
         Ok(doc)
     }
 }
 
-/// `Some(max)` when `query` has more than `max` GraphQL tokens. A rough lexer: names and
-/// numbers, strings (block strings included), `...` and single punctuators each count one;
-/// white space, commas and comments count nothing. It stops counting at `max + 1`.
-fn too_many_tokens(query: &str, max: usize) -> Option<usize> {
-    let b = query.as_bytes();
-    let (mut i, mut tokens) = (0, 0);
-    while i < b.len() {
-        match b[i] {
-            b' ' | b'\t' | b'\n' | b'\r' | b',' => i += 1,
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'"' if b[i..].starts_with(b"\"\"\"") => {
-                i += 3;
-                while i < b.len() && !b[i..].starts_with(b"\"\"\"") {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 3;
-                tokens += 1;
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-                tokens += 1;
-            }
-            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
-                while i < b.len()
-                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'-' | b'+'))
-                {
-                    i += 1;
-                }
-                tokens += 1;
-            }
-            b'.' if b[i..].starts_with(b"...") => {
-                i += 3;
-                tokens += 1;
-            }
-            _ => {
-                i += 1;
-                tokens += 1;
-            }
-        }
-        if tokens > max {
-            return Some(max);
-        }
-    }
-    None
+/// The text checks alone, for a caller that must look into a query before the engine does
+/// (GET refuses mutations).
+pub fn check_text(query: &str, max_tokens: usize, max_nesting: usize) -> ServerResult<()> {
+    text::check(query, max_tokens, max_nesting).map_err(|r| match r {
+        TextRefusal::Tokens(n) => refused(
+            code::TOKEN_LIMIT,
+            format!("the query has more than {n} tokens; at most {n} are allowed"),
+        ),
+        TextRefusal::Nesting(n) => refused(
+            code::NESTING_LIMIT,
+            format!(
+                "the query nests braces or brackets more than {n} levels deep \
+                 (selections and values together); at most {n} are allowed"
+            ),
+        ),
+    })
 }
 
-fn count_aliases(set: &SelectionSet) -> usize {
-    set.items
-        .iter()
-        .map(|s| match &s.node {
-            Selection::Field(f) => {
-                usize::from(f.node.alias.is_some()) + count_aliases(&f.node.selection_set.node)
-            }
-            Selection::InlineFragment(i) => count_aliases(&i.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
+/// Refuses variables nested deeper than `max` lists and objects, like values in the text.
+fn check_variables(variables: &Variables, max: usize) -> ServerResult<()> {
+    fn depth(v: &ConstValue) -> usize {
+        match v {
+            ConstValue::List(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            ConstValue::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    // JSON parsing already stopped at 128 levels, so this recursion is shallow.
+    match variables.values().map(depth).max() {
+        Some(d) if d > max => Err(refused(
+            code::NESTING_LIMIT,
+            format!("a variable nests lists or objects {d} levels deep; at most {max} are allowed"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub struct GuardFactory(pub Arc<Guard>);
+
+impl ExtensionFactory for GuardFactory {
+    fn create(&self) -> Arc<dyn Extension> {
+        self.0.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for Guard {
+    async fn parse_query(
+        &self,
+        _ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        _next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        check_variables(variables, self.max_nesting)?;
+        let doc = self.document(query)?;
+        shape::check(&doc, variables, &self.bindings, &self.shape)
+            .map_err(|(code, message)| refused(code, message))?;
+        Ok(doc)
+    }
 }
 
 fn refused(code: &str, message: String) -> ServerError {
@@ -157,7 +155,7 @@ fn refused(code: &str, message: String) -> ServerError {
     err
 }
 
-/// Gives the engine's own request errors (parse, validation, depth, complexity) a code.
+/// Gives the engine's own request errors (validation, unknown operation) a code.
 pub fn classify(err: &mut ServerError) {
     if err
         .extensions
@@ -167,37 +165,7 @@ pub fn classify(err: &mut ServerError) {
     {
         return;
     }
-    let code = if err.message.starts_with("Query is nested too deep") {
-        code::DEPTH_LIMIT
-    } else if err.message.starts_with("Query is too complex") {
-        code::COMPLEXITY_LIMIT
-    } else if err.message.contains("-->") || err.message.starts_with("Parse error") {
-        code::PARSE_FAILED
-    } else {
-        code::VALIDATION_FAILED
-    };
     err.extensions
         .get_or_insert_with(Default::default)
-        .set("code", code);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::too_many_tokens;
-
-    #[test]
-    fn tokens_are_counted_like_graphql_does() {
-        // `{` `user` `(` `id` `:` `"a, b"` `)` `{` `...` `F` `}` `}`: 12; the comment none.
-        let q = "{ user(id: \"a, b\") { ...F } } # a comment, with words";
-        assert_eq!(too_many_tokens(q, 12), None);
-        assert_eq!(too_many_tokens(q, 11), Some(11));
-        assert_eq!(
-            too_many_tokens("\"\"\"block \"quoted\" text\"\"\" x", 1),
-            Some(1)
-        );
-        assert_eq!(
-            too_many_tokens("\"\"\"block \"quoted\" text\"\"\" x", 2),
-            None
-        );
-    }
+        .set("code", code::VALIDATION_FAILED);
 }

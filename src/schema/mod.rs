@@ -16,18 +16,26 @@ use crate::sdl::{Bindings, FieldDef, InputValueDef, TypeKind};
 
 mod cache;
 pub mod limits;
+mod shape;
+mod text;
 
 /// Limits checked before a query executes, and what the schema reveals about itself.
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// Levels of fields, through fragments.
     pub max_depth: usize,
-    /// Each field counts 1 plus its children (lists are not multiplied).
+    /// Each field counts 1, plus its selection's complexity times the items it is expected
+    /// to return (see `shape`).
     pub max_complexity: usize,
+    /// The items a list field is taken to return when no argument says how many.
+    pub assumed_list_size: usize,
     pub max_aliases: usize,
     pub max_root_fields: usize,
+    /// Directives on one selection.
     pub max_directives: usize,
-    /// How deeply the parser may nest (selection sets, lists, objects).
-    pub max_recursion: usize,
+    /// Levels of `{ }` and `[ ]` in the query text (selection sets, lists, objects), and of
+    /// lists and objects in variables.
+    pub max_nesting: usize,
     /// Lexical tokens in the query text.
     pub max_tokens: usize,
     pub introspection: bool,
@@ -39,11 +47,12 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_depth: 15,
-            max_complexity: 1_000,
+            max_complexity: 10_000,
+            assumed_list_size: 10,
             max_aliases: 30,
             max_root_fields: 20,
             max_directives: 10,
-            max_recursion: 32,
+            max_nesting: 32,
             max_tokens: 15_000,
             introspection: true,
             suggestions: true,
@@ -51,24 +60,17 @@ impl Default for Limits {
     }
 }
 
-pub fn build(bindings: &Bindings, limits: &Limits) -> Result<Schema, String> {
+pub fn build(bindings: &std::sync::Arc<Bindings>, limits: &Limits) -> Result<Schema, String> {
     let mut builder = Schema::build(&bindings.query, bindings.mutation.as_deref(), None);
     for def in bindings.types.values() {
         let is_root = def.name == bindings.query || Some(&def.name) == bindings.mutation.as_ref();
         builder = register(builder, def, is_root);
     }
-    builder = builder
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_directives(limits.max_directives)
-        .limit_recursive_depth(limits.max_recursion)
-        // Outermost, so a cached document skips the checks it already passed.
-        .extension(cache::DocumentCache::default())
-        .extension(limits::ShapeLimits {
-            max_aliases: limits.max_aliases,
-            max_root_fields: limits.max_root_fields,
-            max_tokens: limits.max_tokens,
-        });
+    // Depth, complexity, directives and nesting are Fanout's to check (see `limits`).
+    builder = builder.extension(limits::GuardFactory(limits::Guard::new(
+        bindings.clone(),
+        limits,
+    )));
     if !limits.introspection {
         builder = builder.disable_introspection();
     }

@@ -40,6 +40,7 @@ const UPSTREAM_ARGS: &[&str] = &[
     "connectTimeout",
     "poolMaxIdle",
     "maxResponseBytes",
+    "maxResponseNodes",
     "retries",
     "coalesce",
     "breakerFailures",
@@ -378,6 +379,9 @@ impl Checker<'_, '_> {
         let max_response_bytes = a
             .get("maxResponseBytes")
             .and_then(|v| self.positive(v, "maxResponseBytes"));
+        let max_response_nodes = a
+            .get("maxResponseNodes")
+            .and_then(|v| self.positive(v, "maxResponseNodes"));
         let retries = a.get("retries").and_then(|v| self.count(v, "retries"));
         let coalesce = a.get("coalesce").and_then(|v| self.boolean(v, "coalesce"));
         let breaker_failures = a
@@ -404,6 +408,7 @@ impl Checker<'_, '_> {
             connect_timeout: connect_timeout.unwrap_or(Duration::from_secs(1)),
             pool_max_idle: pool_max_idle.unwrap_or(32),
             max_response_bytes: max_response_bytes.unwrap_or(8 << 20),
+            max_response_nodes: max_response_nodes.unwrap_or(100_000),
             retries: retries.map_or(2, |r| r as u32),
             coalesce: coalesce.unwrap_or(false),
             breaker_failures: breaker_failures.map_or(5, |f| f as u32),

@@ -41,6 +41,9 @@ pub struct Upstream {
     pub pool_max_idle: usize,
     /// A larger response is cut off with `UPSTREAM_BAD_RESPONSE`, so memory stays bounded.
     pub max_response_bytes: usize,
+    /// A response holding more JSON values is refused before it is parsed: a few bytes per
+    /// value (`[{},{},...]`) would otherwise expand into far more memory than they take.
+    pub max_response_nodes: usize,
     /// Extra tries of a failed GET (see `upstream::resilience`).
     pub retries: u32,
     /// Share identical in-flight GETs across client requests.

@@ -505,6 +505,16 @@ async fn attempt(spec: &CallSpec) -> Attempt {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return (Some(code), Ok(Arc::new(Json::Null)));
     }
+    if json_values_over(&bytes, up.max_response_nodes) {
+        let why = format!(
+            "the body holds more than {} JSON values",
+            up.max_response_nodes
+        );
+        return (
+            Some(code),
+            Err(FieldError::bad_response(Some(&up.name), why)),
+        );
+    }
     let parsed = serde_json::from_slice::<Json>(&bytes)
         .map(Arc::new)
         .map_err(|e| {
@@ -512,6 +522,36 @@ async fn attempt(spec: &CallSpec) -> Attempt {
                 .with_detail(format!("{} {}: {e}", spec.method, spec.url))
         });
     (Some(code), parsed)
+}
+
+/// Whether the JSON text `bytes` holds more than `max` values. Counted before parsing, from
+/// the text alone: each `[`, `{` and `,` outside strings starts at most one more value, so the
+/// count is exact for non-empty containers and over by one for each empty one. A byte scan,
+/// since no JSON crate bounds what a document expands into.
+fn json_values_over(bytes: &[u8], max: usize) -> bool {
+    let (mut values, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' | b',' => {
+                values += 1;
+                if values > max {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 fn transport_error(up: &str, e: &reqwest::Error) -> FieldError {
@@ -532,7 +572,20 @@ fn ms(d: std::time::Duration) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{BaseUrl, Url};
+    use super::{BaseUrl, Url, json_values_over};
+
+    #[test]
+    fn json_values_are_counted_outside_strings() {
+        let over = |text: &str, max| json_values_over(text.as_bytes(), max);
+        // An array and three numbers; an object and two values.
+        assert!(!over("[1,2,3]", 4) && over("[1,2,3]", 3));
+        assert!(!over(r#"{"a":1,"b":[true]}"#, 4) && over(r#"{"a":1,"b":[true]}"#, 3));
+        // Brackets and commas in strings, escaped quotes included, are text.
+        assert!(!over(r#"["a,[{b", "c\",{d"]"#, 3));
+        assert!(!over("\"just a string\"", 1));
+        // Empty containers count one too many, never too few.
+        assert!(over("[{},{}]", 3));
+    }
 
     /// The fast way gives what parsing the whole text gives, for awkward paths and queries.
     #[test]

@@ -33,6 +33,7 @@ pub struct Runtime {
     pub base: super::BaseUrl,
     pub http: reqwest::Client,
     pub max_response_bytes: usize,
+    pub max_response_nodes: usize,
     pub retries: u32,
     /// In-flight GETs shared across client requests, when the upstream opts in (`coalesce`).
     pub coalesce: Option<Mutex<HashMap<String, WeakShared<CallFuture>>>>,
@@ -68,6 +69,7 @@ impl Runtime {
             base: super::BaseUrl::new(&up.base_url),
             http,
             max_response_bytes: up.max_response_bytes,
+            max_response_nodes: up.max_response_nodes,
             retries: up.retries,
             coalesce: up.coalesce.then(Default::default),
             breaker: Mutex::new(Breaker::Closed { failures: 0 }),

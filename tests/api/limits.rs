@@ -85,7 +85,7 @@ async fn too_many_directives_are_refused_before_any_call() {
     let resp = fanout
         .query(&format!("{{ user(id: 1) {{ name {dirs} }} }}"))
         .await;
-    assert_eq!(refused(&resp), "GRAPHQL_VALIDATION_FAILED");
+    assert_eq!(refused(&resp), "DIRECTIVE_LIMIT_EXCEEDED");
     assert_eq!(mock.count(), 0);
 }
 

@@ -8,6 +8,7 @@ mod diagnostics;
 mod edge;
 mod execution;
 mod graphiql_dir;
+mod hostile;
 mod http;
 mod http_conformance;
 mod limits;
