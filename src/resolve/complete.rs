@@ -24,7 +24,7 @@ use crate::{
     },
     upstream::{
         self,
-        batch::{BatchGroup, BatchKey, Item},
+        batch::{BatchGroup, BatchKey, FieldId, GroupResult},
     },
 };
 
@@ -42,9 +42,19 @@ enum Fail {
 }
 
 /// A response path as a linked list on the stack; turned into a `Vec` only for an error.
+/// A position whose value a `@rest` field fetches names that field as a batch producer.
 pub struct Path<'a> {
     parent: Option<&'a Path<'a>>,
     seg: Seg<'a>,
+    producer: Option<FieldId>,
+}
+
+/// The batch producer id of a field (its first plan entry), when it is a `@rest` field.
+pub(super) fn producer(field: &FieldDef, entries: &[&Entry]) -> Option<FieldId> {
+    match field.source {
+        Source::Rest(_) => Some(std::ptr::from_ref::<Entry>(entries[0]) as FieldId),
+        Source::Key(_) => None,
+    }
 }
 
 enum Seg<'a> {
@@ -53,17 +63,19 @@ enum Seg<'a> {
 }
 
 impl<'a> Path<'a> {
-    pub fn root(key: &'a str) -> Self {
+    pub fn root(key: &'a str, producer: Option<FieldId>) -> Self {
         Path {
             parent: None,
             seg: Seg::Key(key),
+            producer,
         }
     }
 
-    fn key(&'a self, key: &'a str) -> Path<'a> {
+    fn key(&'a self, key: &'a str, producer: Option<FieldId>) -> Path<'a> {
         Path {
             parent: Some(self),
             seg: Seg::Key(key),
+            producer,
         }
     }
 
@@ -71,7 +83,19 @@ impl<'a> Path<'a> {
         Path {
             parent: Some(self),
             seg: Seg::Index(i),
+            producer: None,
         }
+    }
+
+    /// The `@rest` fields above this position, nearest first.
+    fn producers(&self) -> Vec<FieldId> {
+        let mut out = Vec::new();
+        let mut at = self.parent;
+        while let Some(p) = at {
+            out.extend(p.producer);
+            at = p.parent;
+        }
+        out
     }
 
     fn to_vec(&self) -> Vec<PathSegment> {
@@ -88,10 +112,6 @@ impl<'a> Path<'a> {
 }
 
 static NULL: Json = Json::Null;
-
-/// How long a batch key may wait for the request's other upstream calls to finish, so the
-/// keys their answers produce join the same batch (see [`super::InFlight`]).
-const BATCH_SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// About how many bytes `v` takes as JSON: what the response cap counts.
 fn json_size(v: &ConstValue) -> usize {
@@ -162,15 +182,26 @@ impl Exec {
                 Source::Rest(_) if self.over_cap() => Err(Propagate),
                 Source::Rest(rest) => {
                     let origin = Some(rest.upstream_name.as_str());
-                    match self.fetch(rest, &entry.args, parent).await {
+                    // Pending as a batch producer until its answer has been expanded.
+                    let producer = path.producer.map(|id| self.batcher.producer(id));
+                    match self.fetch(rest, &entry.args, parent, path).await {
                         Ok(body) => {
                             let value = if rest.batch.is_some() {
                                 &*body
                             } else {
                                 lookup(&body, &rest.select).unwrap_or(&NULL)
                             };
-                            self.complete(&field.ty, value, origin, &children, path, entry.pos)
-                                .await
+                            let completion =
+                                self.complete(&field.ty, value, origin, &children, path, entry.pos);
+                            // One poll starts every call and adds every batch key below
+                            // (none awaits before that); then this field produces no more.
+                            let mut completion = std::pin::pin!(completion);
+                            let first = futures::poll!(completion.as_mut());
+                            drop(producer);
+                            match first {
+                                std::task::Poll::Ready(v) => v,
+                                std::task::Poll::Pending => completion.await,
+                            }
                         }
                         Err(e)
                             if e.kind == ErrorKind::Http(404) && self.single_object(&field.ty) =>
@@ -423,7 +454,7 @@ impl Exec {
                 match &field.source {
                     Source::Key(k) if self.is_leaf(&field.ty) => {
                         let value = lookup(json, k).unwrap_or(&NULL);
-                        let p = path.key(key);
+                        let p = path.key(key, None);
                         Some(self.complete_leaf(&field.ty, value, origin, &p, entries[0].pos))
                     }
                     _ => None,
@@ -433,7 +464,7 @@ impl Exec {
         let pending = join_all(groups.iter().zip(&ready).filter(|(_, r)| r.is_none()).map(
             |((key, entries), _)| async move {
                 let field = &obj.fields[entries[0].name.as_str()];
-                let p = path.key(key);
+                let p = path.key(key, producer(field, entries));
                 self.field(field, entries, json, origin, &p).await
             },
         ))
@@ -459,41 +490,13 @@ impl Exec {
         Ok(ConstValue::Object(out))
     }
 
-    /// One batch key's item. A key asked for again in this request, while its batch is
-    /// still running or after, shares that load instead of joining another batch.
-    #[allow(
-        clippy::mutable_key_type,
-        reason = "a BatchKey hashes only its group id and key text, which never change"
-    )]
-    async fn load_key(&self, key: BatchKey) -> Item {
-        let shared = {
-            let mut keys = self.keys.lock().expect("batch keys lock poisoned");
-            keys.entry(key)
-                .or_insert_with_key(|key| {
-                    let item = self.window.enqueue(key.clone());
-                    let load: BoxFuture<'static, Item> = async move {
-                        item.await.unwrap_or_else(|_| {
-                            Err(FieldError::new(
-                                ErrorKind::Unavailable("the batch was cancelled"),
-                                None,
-                            ))
-                        })
-                    }
-                    .boxed();
-                    load.shared()
-                })
-                .clone()
-        };
-        self.window.flush().await;
-        shared.await
-    }
-
     /// Calls the upstream for a `@rest` field, within the field's deadline.
     async fn fetch(
         &self,
         rest: &RestBinding,
         args: &Map<String, Json>,
         parent: &Json,
+        path: &Path<'_>,
     ) -> Result<Arc<Json>, FieldError> {
         let up = &self.gw.bindings.upstreams[rest.upstream];
         let scope = Scope {
@@ -506,58 +509,80 @@ impl Exec {
             let after = rest.timeout.min(self.gw.options.request_timeout);
             FieldError::new(ErrorKind::Timeout(after), Some(&up.name))
         };
-        let runtime = &self.gw.upstreams[rest.upstream];
-        let Some(mut spec) = upstream::render(up, runtime, rest, scope, &self.client_headers)?
-        else {
-            return Ok(Arc::new(Json::Null));
-        };
-        spec.deadline = Some(deadline);
         let Some(batch) = &rest.batch else {
-            let _in_flight = self.in_flight.start();
+            let Some(mut spec) = self.render(rest, scope)? else {
+                return Ok(Arc::new(Json::Null));
+            };
+            spec.deadline = Some(deadline);
             return timeout_at(deadline, self.calls.call(spec))
                 .await
                 .map_err(|_| timeout())?;
         };
-        let key = batch.key.render_json(scope);
-        let mut id = spec.dedup_key();
-        id.push('\n');
-        id.push_str(&serde_json::to_string(args).unwrap_or_default());
-        let group = Arc::new(BatchGroup {
-            id,
-            spec,
-            query_param: batch.query.clone(),
-            body: rest.body.clone().map(|b| (b, args.clone())),
-            select: rest.select.clone(),
-            match_path: batch.match_path.clone(),
-            max_size: batch.max_size,
-            timeout: rest.timeout,
-        });
+        let id = path.producer.expect("a @rest field's position names it");
+        let group = if rest.reads_parent {
+            self.batch_group(rest, scope)
+        } else {
+            let make = || self.batch_group(rest, scope);
+            self.batcher.group(id, || path.producers(), make)
+        };
+        let Some(group) = group? else {
+            return Ok(Arc::new(Json::Null));
+        };
+        let load = |k: &Json| {
+            let key = BatchKey::new(group.clone(), k);
+            async move {
+                match key {
+                    Some(k) => self.batcher.load(id, || path.producers(), k).await,
+                    None => Ok(None),
+                }
+            }
+        };
         let load = async {
-            self.in_flight.settled(BATCH_SETTLE_MAX).await;
-            match &key {
+            match batch.key.render_json(scope) {
                 Json::Array(keys) => {
-                    let items = join_all(keys.iter().map(|k| async {
-                        match BatchKey::new(group.clone(), k) {
-                            Some(k) => self.load_key(k).await,
-                            None => Ok(None),
-                        }
-                    }))
-                    .await;
+                    let items = join_all(keys.iter().map(load)).await;
                     let mut out = Vec::with_capacity(items.len());
                     for item in items {
                         out.push(item?.map(|i| (*i).clone()).unwrap_or(Json::Null));
                     }
                     Ok(Arc::new(Json::Array(out)))
                 }
-                single => match BatchKey::new(group.clone(), single) {
-                    Some(k) => Ok(self
-                        .load_key(k)
-                        .await?
-                        .unwrap_or_else(|| Arc::new(Json::Null))),
-                    None => Ok(Arc::new(Json::Null)),
-                },
+                single => Ok(load(&single).await?.unwrap_or_else(|| Arc::new(Json::Null))),
             }
         };
         timeout_at(deadline, load).await.map_err(|_| timeout())?
+    }
+
+    fn render(
+        &self,
+        rest: &RestBinding,
+        scope: Scope<'_>,
+    ) -> Result<Option<upstream::CallSpec>, FieldError> {
+        let up = &self.gw.bindings.upstreams[rest.upstream];
+        let runtime = &self.gw.upstreams[rest.upstream];
+        upstream::render(up, runtime, rest, scope, &self.client_headers)
+    }
+
+    /// A batch field's request but for its keys; `None` when a path expression is null
+    /// (there is nothing to fetch).
+    fn batch_group(&self, rest: &RestBinding, scope: Scope<'_>) -> GroupResult {
+        let Some(spec) = self.render(rest, scope)? else {
+            return Ok(None);
+        };
+        let batch = rest.batch.as_ref().expect("a batch field");
+        let mut id = spec.dedup_key();
+        id.push('\n');
+        id.push_str(&serde_json::to_string(scope.args).unwrap_or_default());
+        Ok(Some(Arc::new(BatchGroup {
+            id,
+            field: Arc::from(rest.field.as_str()),
+            spec,
+            query_param: batch.query.clone(),
+            body: rest.body.clone().map(|b| (b, scope.args.clone())),
+            select: rest.select.clone(),
+            match_path: batch.match_path.clone(),
+            max_size: batch.max_size,
+            timeout: rest.timeout,
+        })))
     }
 }

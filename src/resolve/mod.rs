@@ -33,13 +33,11 @@ use crate::{
     gateway::Gateway,
     upstream::{
         self, Calls, Trace,
-        batch::{BatchLoader, Window},
+        batch::{BatchLoader, Batcher},
     },
 };
 pub use complete::Propagate;
 
-type SharedItem =
-    futures::future::Shared<futures::future::BoxFuture<'static, upstream::batch::Item>>;
 use plan::{Entry, Planner};
 
 /// The state of one client request.
@@ -49,73 +47,16 @@ pub struct Exec {
     /// No field outlives this.
     deadline: Instant,
     calls: Calls,
-    window: Window,
-    /// Every batch key loaded for this request, running or done.
-    #[allow(
-        clippy::mutable_key_type,
-        reason = "BatchKey hashes immutable parts only"
-    )]
-    keys: Mutex<crate::FastHashMap<upstream::batch::BatchKey, SharedItem>>,
+    batcher: Batcher,
     errors: Mutex<Vec<ServerError>>,
     roots: OnceLock<IndexMap<String, Vec<Entry>>>,
     /// Root response keys already taken by a resolver, with their values once done.
     results: Mutex<IndexMap<String, Option<Result<ConstValue, Propagate>>>>,
-    in_flight: InFlight,
     /// The response's data so far, in bytes of JSON (about), and whether it went past
     /// `max_response_bytes`: then the request stops and its data is null.
     response_bytes: std::sync::atomic::AtomicUsize,
     too_large: std::sync::atomic::AtomicBool,
     _cancel: DropGuard,
-}
-
-/// The request's upstream calls still waiting for an answer, outside batches.
-///
-/// A batch key waits (briefly) until there are none: the keys of one level come from the
-/// answers of the level above, which arrive a little apart, and sending the batch at the
-/// first answer would split it in two and send some keys twice.
-#[derive(Default)]
-pub struct InFlight {
-    count: std::sync::atomic::AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-/// Counts one call while it lives.
-pub struct CallGuard<'a>(&'a InFlight);
-
-impl InFlight {
-    pub fn start(&self) -> CallGuard<'_> {
-        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        CallGuard(self)
-    }
-
-    /// Returns when no call is in flight, or after `max`.
-    pub async fn settled(&self, max: std::time::Duration) {
-        let until = Instant::now() + max;
-        loop {
-            let idle = self.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                return;
-            }
-            if tokio::time::timeout_at(until, idle).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for CallGuard<'_> {
-    fn drop(&mut self) {
-        if self
-            .0
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-            == 1
-        {
-            self.0.idle.notify_waiters();
-        }
-    }
 }
 
 impl Exec {
@@ -129,14 +70,12 @@ impl Exec {
         Exec {
             deadline: Instant::now() + gw.options.request_timeout,
             calls: Calls::new(trace),
-            window: Window::new(loader),
-            keys: Mutex::default(),
+            batcher: Batcher::new(std::sync::Arc::new(loader)),
             gw,
             client_headers,
             errors: Mutex::new(Vec::new()),
             roots: OnceLock::new(),
             results: Mutex::new(IndexMap::new()),
-            in_flight: InFlight::default(),
             response_bytes: Default::default(),
             too_large: Default::default(),
             _cancel: cancel.drop_guard(),
@@ -175,7 +114,7 @@ impl Exec {
             return;
         };
         let refs: Vec<&Entry> = entries.iter().collect();
-        let path = complete::Path::root(&key);
+        let path = complete::Path::root(&key, complete::producer(field, &refs));
         let value = self
             .field(field, &refs, &serde_json::Value::Null, None, &path)
             .await;

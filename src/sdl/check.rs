@@ -953,7 +953,8 @@ impl Checker<'_, '_> {
             .and_then(|v| self.batch(v, f, body.as_ref(), upstream));
         let upstream = upstream?;
         let up = &self.upstreams[upstream];
-        Some(RestBinding {
+        let mut binding = RestBinding {
+            field: format!("{}.{}", f.type_name, f.field.name.node),
             upstream,
             upstream_name: up.name.clone(),
             method: method?,
@@ -964,7 +965,14 @@ impl Checker<'_, '_> {
             select,
             timeout: timeout.or(up.timeout).unwrap_or(self.opts.default_timeout),
             batch,
-        })
+            reads_parent: false,
+        };
+        let reads_parent = binding
+            .templates()
+            .flat_map(Template::exprs)
+            .any(|e| e.root == Root::Parent);
+        binding.reads_parent = reads_parent;
+        Some(binding)
     }
 
     fn batch(

@@ -120,6 +120,8 @@ pub enum Source {
 
 #[derive(Debug)]
 pub struct RestBinding {
+    /// The field, as `Type.field`.
+    pub field: String,
     /// Index into [`Bindings::upstreams`].
     pub upstream: usize,
     pub upstream_name: String,
@@ -132,6 +134,22 @@ pub struct RestBinding {
     /// The field's deadline: its own `timeout`, else the upstream's, else the global default.
     pub timeout: Duration,
     pub batch: Option<BatchSpec>,
+    /// Whether the request (path, query, headers, body; a batch key aside) reads
+    /// `{parent...}`. When not, every parent of a batch field shares one rendered request.
+    pub reads_parent: bool,
+}
+
+impl RestBinding {
+    pub fn templates(&self) -> impl Iterator<Item = &Template> {
+        let headers = self.headers.iter().filter_map(|h| match h {
+            HeaderRule::Value { value, .. } => Some(value),
+            HeaderRule::From { .. } => None,
+        });
+        std::iter::once(&self.path)
+            .chain(self.query.iter().map(|q| &q.value))
+            .chain(headers)
+            .chain(&self.body)
+    }
 }
 
 #[derive(Debug)]

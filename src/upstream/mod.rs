@@ -14,7 +14,7 @@ use std::{
 
 use futures::{
     FutureExt,
-    future::{BoxFuture, WeakShared},
+    future::{BoxFuture, Shared, WeakShared},
 };
 use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use reqwest::Method;
@@ -89,6 +89,12 @@ pub struct CallRecord {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
+    /// The batch field a batch call served, as `Type.field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_field: Option<String>,
+    /// How long a batch call's keys waited after their last producer answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_waited_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// When the call started, in milliseconds since the client request began.
@@ -318,30 +324,17 @@ impl Calls {
                 Some(Get::InFlight(weak)) => weak.upgrade(),
                 None => None,
             };
-            let theirs = || {
-                let global = spec.up.coalesce.as_ref()?;
-                let global = global.lock().expect("coalesce lock poisoned");
-                global.get(&key).and_then(WeakShared::upgrade)
-            };
-            match mine.or_else(theirs) {
+            let (shared, joined) = match mine {
                 Some(shared) => (shared, true),
-                None => {
-                    let fut: CallFuture = send(spec.clone(), self.trace.clone(), None).boxed();
-                    let fut = fut.shared();
-                    if let Some(weak) = fut.downgrade() {
-                        if let Some(global) = &spec.up.coalesce {
-                            let mut global = global.lock().expect("coalesce lock poisoned");
-                            global.retain(|_, w| w.upgrade().is_some());
-                            global.insert(key.clone(), weak.clone());
-                        }
-                        gets.insert(key.clone(), Get::InFlight(weak));
-                    }
-                    (fut, false)
-                }
+                None => coalesced(&spec, &key, &self.trace, None),
+            };
+            if let Some(weak) = shared.downgrade() {
+                gets.insert(key.clone(), Get::InFlight(weak));
             }
+            (shared, joined)
         };
         if joined {
-            self.note_dedup(&spec);
+            note_dedup(&self.trace, &spec, None);
         }
         let result = shared.await;
         self.finish(key, result)
@@ -362,24 +355,80 @@ impl Calls {
         spec: &CallSpec,
         result: Result<Arc<Json>, FieldError>,
     ) -> Result<Arc<Json>, FieldError> {
-        self.note_dedup(spec);
+        note_dedup(&self.trace, spec, None);
         result
     }
+}
 
-    fn note_dedup(&self, spec: &CallSpec) {
-        METRICS.deduplicated();
-        record(&self.trace, Instant::now(), || CallRecord {
-            upstream: spec.up.name.to_string(),
-            method: spec.method.to_string(),
-            path: spec.url.path().to_owned(),
-            batch_size: None,
-            status: None,
-            start_ms: 0.0,
-            duration_ms: 0.0,
-            deduplicated: true,
-            error: None,
-        });
+/// A call other client requests may join while it is in flight, when its upstream
+/// coalesces: the identical one already in flight, or a new one they can find.
+/// `(call, joined)`.
+fn coalesced(
+    spec: &CallSpec,
+    key: &str,
+    trace: &Trace,
+    batch: Option<BatchCall>,
+) -> (Shared<CallFuture>, bool) {
+    let start =
+        || -> Shared<CallFuture> { send(spec.clone(), trace.clone(), batch).boxed().shared() };
+    let Some(global) = &spec.up.coalesce else {
+        return (start(), false);
+    };
+    let mut global = global.lock().expect("coalesce lock poisoned");
+    if let Some(theirs) = global.get(key).and_then(WeakShared::upgrade) {
+        return (theirs, true);
     }
+    let fut = start();
+    if let Some(weak) = fut.downgrade() {
+        global.retain(|_, w| w.upgrade().is_some());
+        global.insert(key.to_owned(), weak);
+    }
+    (fut, false)
+}
+
+/// Sends a batch chunk; a GET to an upstream that coalesces is shared with identical chunks
+/// of other client requests in flight at the same time.
+pub(crate) async fn shared_call(
+    spec: CallSpec,
+    trace: Trace,
+    batch: Option<BatchCall>,
+) -> Result<Arc<Json>, FieldError> {
+    if spec.method != Method::GET || spec.up.coalesce.is_none() {
+        return send(spec, trace, batch).await;
+    }
+    let key = spec.dedup_key();
+    let size = batch.as_ref().map(|b| b.size);
+    let (shared, joined) = coalesced(&spec, &key, &trace, batch);
+    if joined {
+        note_dedup(&trace, &spec, size);
+    }
+    shared.await
+}
+
+fn note_dedup(trace: &Trace, spec: &CallSpec, batch_size: Option<usize>) {
+    METRICS.deduplicated();
+    record(trace, Instant::now(), || CallRecord {
+        upstream: spec.up.name.to_string(),
+        method: spec.method.to_string(),
+        path: spec.url.path().to_owned(),
+        batch_size,
+        batch_field: None,
+        keys_waited_ms: None,
+        status: None,
+        start_ms: 0.0,
+        duration_ms: 0.0,
+        deduplicated: true,
+        error: None,
+    });
+}
+
+/// What the trace and metrics say about a batch call.
+pub struct BatchCall {
+    pub size: usize,
+    /// The field it serves, as `Type.field`.
+    pub field: Arc<str>,
+    /// How long its keys waited after their last producer answered.
+    pub waited: std::time::Duration,
 }
 
 /// The request header that tells an upstream how many milliseconds are left before Fanout
@@ -392,7 +441,7 @@ pub const DEADLINE_HEADER: &str = "x-fanout-deadline-ms";
 pub async fn send(
     spec: CallSpec,
     trace: Trace,
-    batch_size: Option<usize>,
+    batch: Option<BatchCall>,
 ) -> Result<Arc<Json>, FieldError> {
     let up = spec.up.clone();
     let start = Instant::now();
@@ -428,11 +477,14 @@ pub async fn send(
         last = Some((status, result));
         tokio::time::sleep(resilience::backoff(attempts)).await;
     };
+    let batch_size = batch.as_ref().map(|b| b.size);
     record(&trace, start, || CallRecord {
         upstream: up.name.to_string(),
         method: spec.method.to_string(),
         path: spec.url.path().to_owned(),
         batch_size,
+        batch_field: batch.as_ref().map(|b| b.field.to_string()),
+        keys_waited_ms: batch.as_ref().map(|b| ms(b.waited)),
         status,
         start_ms: 0.0,
         duration_ms: ms(start.elapsed()),
