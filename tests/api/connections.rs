@@ -1,0 +1,495 @@
+//! Connection hygiene against slow and abusive clients, over real TCP on loopback: the
+//! header read timeout (half-sent heads, silent and idle connections), head size and header
+//! count limits, the connection cap, the body read timeout, the peer address reaching
+//! handlers, and the drain (in the library and in the binary, whose exit status says whether
+//! requests were cut off).
+//!
+//! Timeouts under test are set short (hundreds of milliseconds); every wait for something to
+//! happen allows seconds more than it should take.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{Router, extract::ConnectInfo, routing::get};
+use fanout::server::{Drain, ServeOptions, serve_with};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::{Notify, oneshot},
+    task::JoinHandle,
+};
+
+/// Anything that should happen within a short timeout happens well within this.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// `/` answers "ok"; `/peer` the peer address the handler was given; `/slow` answers after
+/// `notify` has been told the request arrived and `delay` has passed.
+fn app(notify: Arc<Notify>, delay: Duration) -> Router {
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route(
+            "/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+        )
+        .route(
+            "/slow",
+            get(move || async move {
+                notify.notify_one();
+                tokio::time::sleep(delay).await;
+                "slow"
+            }),
+        )
+}
+
+/// A server under test, with the means to stop it.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<Drain>>,
+}
+
+impl Server {
+    async fn start(app: Router, opts: ServeOptions) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            serve_with(listener, app, shutdown, &opts).await
+        });
+        Server {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn connect(&self) -> TcpStream {
+        TcpStream::connect(self.addr).await.unwrap()
+    }
+
+    /// Starts the drain; returns how it ended and how long it took.
+    async fn drain(&mut self) -> (Drain, Duration) {
+        let started = Instant::now();
+        let _ = self.stop.take().unwrap().send(());
+        let drain = tokio::time::timeout(PATIENCE * 2, &mut self.task)
+            .await
+            .expect("the drain ends")
+            .unwrap()
+            .unwrap();
+        (drain, started.elapsed())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Settings with a long header read timeout, so that only what a test shortens matters.
+fn patient() -> ServeOptions {
+    ServeOptions {
+        header_read_timeout: Duration::from_secs(60),
+        ..ServeOptions::default()
+    }
+}
+
+/// One response read off a raw connection.
+#[derive(Debug)]
+struct Raw {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// Reads one response (its head, then `Content-Length` bytes of body).
+async fn read_response(stream: &mut TcpStream) -> Raw {
+    let read = async {
+        let mut buf = Vec::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "closed before a whole head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            let mut chunk = [0; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the whole body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        Raw {
+            status,
+            head,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("a response within the patience")
+}
+
+/// Waits for the server to close the connection; returns what it sent before closing and
+/// how long that took. Panics if it is still open after `PATIENCE`.
+async fn closed(stream: &mut (impl AsyncRead + Unpin)) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let read = async {
+        loop {
+            let mut chunk = [0; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("the server closes the connection");
+    (got, started.elapsed())
+}
+
+/// Whether the connection stays open without sending anything for `wait`.
+async fn stays_silent(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut chunk = [0; 16];
+    tokio::time::timeout(wait, stream.read(&mut chunk))
+        .await
+        .is_err()
+}
+
+fn get_request(path: &str, extra_headers: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: fanout.test\r\n{extra_headers}\r\n")
+}
+
+#[tokio::test]
+async fn half_sent_headers_are_closed_after_the_header_read_timeout() {
+    let opts = ServeOptions {
+        header_read_timeout: ms(300),
+        ..ServeOptions::default()
+    };
+    let server = Server::start(app(Arc::default(), ms(0)), opts).await;
+    let mut conn = server.connect().await;
+    // The request line and one header; the blank line that ends the head never comes.
+    conn.write_all(b"GET / HTTP/1.1\r\nhost: fanout.test\r\nx-slow: 1\r\n")
+        .await
+        .unwrap();
+    let (sent, took) = closed(&mut conn).await;
+    assert!(took >= ms(250), "closed after {took:?}, before the timeout");
+    assert!(
+        sent.is_empty(),
+        "closed without an answer: {:?}",
+        String::from_utf8_lossy(&sent)
+    );
+
+    // A head trickled a byte every 20 ms (it would take 10 s) does not reset the timer.
+    let (mut read, mut write) = server.connect().await.into_split();
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        for byte in b"GET / HTTP/1.1\r\nhost: fanout.test\r\nx-slow: 1\r\n".repeat(10) {
+            if write.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(ms(20)).await;
+        }
+    });
+    let (sent, _) = closed(&mut read).await;
+    let took = started.elapsed();
+    assert!(sent.is_empty());
+    assert!(
+        took >= ms(250) && took < ms(2500),
+        "a trickled head was closed after {took:?}"
+    );
+    writer.abort();
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_header_read_timeout() {
+    let opts = ServeOptions {
+        header_read_timeout: ms(300),
+        ..ServeOptions::default()
+    };
+    let server = Server::start(app(Arc::default(), ms(0)), opts).await;
+    let mut silent = server.connect().await;
+    let (sent, took) = closed(&mut silent).await;
+    assert!(took >= ms(250), "closed after {took:?}");
+    assert!(sent.is_empty());
+
+    // Nor may the first bytes of the HTTP/2 preface hold a connection open.
+    let mut partial = server.connect().await;
+    partial.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let (_, took) = closed(&mut partial).await;
+    assert!(took >= ms(250), "closed after {took:?}");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let opts = ServeOptions {
+        header_read_timeout: ms(400),
+        ..ServeOptions::default()
+    };
+    let server = Server::start(app(Arc::default(), ms(0)), opts).await;
+    let mut conn = server.connect().await;
+    // Two requests on one connection: each is answered; 200 ms apart is well within the
+    // timeout, so the connection stays open between them.
+    for _ in 0..2 {
+        conn.write_all(get_request("/", "").as_bytes())
+            .await
+            .unwrap();
+        let resp = read_response(&mut conn).await;
+        assert_eq!((resp.status, resp.body.as_str()), (200, "ok"), "{resp:?}");
+        assert!(!resp.head.contains("connection: close"), "{resp:?}");
+        tokio::time::sleep(ms(200)).await;
+    }
+    // Then idle: hyper's header read timer starts whenever the connection waits for a head,
+    // so it closes a kept-alive connection that sends nothing more.
+    let (sent, took) = closed(&mut conn).await;
+    assert!(sent.is_empty(), "{:?}", String::from_utf8_lossy(&sent));
+    assert!(took >= ms(150), "closed {took:?} after the answer");
+}
+
+#[tokio::test]
+async fn headers_over_the_size_limit_get_431() {
+    // The default: 16 KiB for the request line and headers together.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = app(Arc::default(), ms(0));
+    let task = tokio::spawn(fanout::server::serve(listener, app, std::future::pending()));
+
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let big = format!("x-big: {}\r\n", "a".repeat(20 * 1024));
+    conn.write_all(get_request("/", &big).as_bytes())
+        .await
+        .unwrap();
+    let resp = read_response(&mut conn).await;
+    assert_eq!(resp.status, 431, "{resp:?}");
+    let (_, _) = closed(&mut conn).await;
+
+    // The head need not be complete to be refused: 20 KiB of an unfinished head is enough.
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let unfinished = format!("GET / HTTP/1.1\r\nx-big: {}", "a".repeat(20 * 1024));
+    conn.write_all(unfinished.as_bytes()).await.unwrap();
+    let resp = read_response(&mut conn).await;
+    assert_eq!(resp.status, 431, "{resp:?}");
+
+    // Under the limit, 12 KiB of headers are served.
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let fine = format!("x-big: {}\r\n", "a".repeat(12 * 1024));
+    conn.write_all(get_request("/", &fine).as_bytes())
+        .await
+        .unwrap();
+    let resp = read_response(&mut conn).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    task.abort();
+
+    // And a smaller limit is kept.
+    let opts = ServeOptions {
+        max_header_bytes: 2048,
+        ..patient()
+    };
+    let server = Server::start(self::app(Arc::default(), ms(0)), opts).await;
+    let mut conn = server.connect().await;
+    let over = format!("x-big: {}\r\n", "a".repeat(2048));
+    conn.write_all(get_request("/", &over).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut conn).await.status, 431);
+}
+
+#[tokio::test]
+async fn too_many_headers_get_431() {
+    let opts = ServeOptions {
+        max_headers: 20,
+        ..patient()
+    };
+    let server = Server::start(app(Arc::default(), ms(0)), opts).await;
+    let headers = |n: usize| {
+        (0..n)
+            .map(|i| format!("x-h{i}: {i}\r\n"))
+            .collect::<String>()
+    };
+
+    // 1 (host) + 25 header lines.
+    let mut conn = server.connect().await;
+    conn.write_all(get_request("/", &headers(25)).as_bytes())
+        .await
+        .unwrap();
+    let resp = read_response(&mut conn).await;
+    assert_eq!(resp.status, 431, "{resp:?}");
+
+    // 1 + 15 are served.
+    let mut conn = server.connect().await;
+    conn.write_all(get_request("/", &headers(15)).as_bytes())
+        .await
+        .unwrap();
+    let resp = read_response(&mut conn).await;
+    assert_eq!((resp.status, resp.body.as_str()), (200, "ok"), "{resp:?}");
+}
+
+#[tokio::test]
+async fn a_third_connection_waits_while_two_are_open() {
+    let opts = ServeOptions {
+        max_connections: 2,
+        ..patient()
+    };
+    let server = Server::start(app(Arc::default(), ms(0)), opts).await;
+    let request = get_request("/", "");
+
+    // Two connections, each answered and kept open.
+    let mut first = server.connect().await;
+    let mut second = server.connect().await;
+    for conn in [&mut first, &mut second] {
+        conn.write_all(request.as_bytes()).await.unwrap();
+        assert_eq!(read_response(conn).await.status, 200);
+    }
+
+    // A third one connects (the kernel's backlog takes it) but is not served.
+    let mut third = server.connect().await;
+    third.write_all(request.as_bytes()).await.unwrap();
+    assert!(
+        stays_silent(&mut third, ms(700)).await,
+        "a third connection was served while two were open"
+    );
+
+    // Once one of the two closes, the third is served.
+    drop(first);
+    let resp = read_response(&mut third).await;
+    assert_eq!((resp.status, resp.body.as_str()), (200, "ok"), "{resp:?}");
+
+    // The other open connection still works.
+    second.write_all(request.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut second).await.status, 200);
+}
+
+#[tokio::test]
+async fn the_peer_address_reaches_the_handler() {
+    for opts in [ServeOptions::default(), patient()] {
+        let server = Server::start(app(Arc::default(), ms(0)), opts).await;
+        let mut conn = server.connect().await;
+        let local = conn.local_addr().unwrap();
+        conn.write_all(get_request("/peer", "").as_bytes())
+            .await
+            .unwrap();
+        let resp = read_response(&mut conn).await;
+        assert_eq!((resp.status, resp.body), (200, local.to_string()));
+    }
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served_with_the_peer_address() {
+    let server = Server::start(app(Arc::default(), ms(0)), patient()).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("http://{}/peer", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let peer: SocketAddr = resp.text().await.unwrap().parse().unwrap();
+    assert_eq!(peer.ip(), server.addr.ip());
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_header_read_timeout() {
+    let opts = ServeOptions {
+        header_read_timeout: ms(300),
+        ..ServeOptions::default()
+    };
+    let server = Server::start(app(Arc::default(), ms(0)), opts).await;
+    let mut conn = server.connect().await;
+    // The preface and an empty SETTINGS frame, then no request.
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let (sent, took) = closed(&mut conn).await;
+    assert!(!sent.is_empty(), "the server's SETTINGS came first");
+    assert!(took >= ms(250), "closed after {took:?}");
+}
+
+#[tokio::test]
+async fn the_drain_closes_idle_connections_and_waits_for_requests() {
+    let started = Arc::new(Notify::new());
+    let opts = ServeOptions {
+        drain_grace: Some(PATIENCE),
+        ..patient()
+    };
+    let mut server = Server::start(app(started.clone(), ms(300)), opts).await;
+    let mut idle = server.connect().await;
+    idle.write_all(get_request("/", "").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut idle).await.status, 200);
+    let mut busy = server.connect().await;
+    busy.write_all(get_request("/slow", "").as_bytes())
+        .await
+        .unwrap();
+    started.notified().await;
+
+    let (drain, took) = server.drain().await;
+    assert_eq!(drain, Drain::Complete);
+    assert!(took < PATIENCE, "drained in {took:?}");
+    let resp = read_response(&mut busy).await;
+    assert_eq!((resp.status, resp.body.as_str()), (200, "slow"));
+    let (sent, _) = closed(&mut idle).await;
+    assert!(sent.is_empty());
+    // The listener is closed.
+    assert!(TcpStream::connect(server.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn the_drain_cuts_off_requests_that_outlast_the_grace() {
+    let started = Arc::new(Notify::new());
+    let opts = ServeOptions {
+        drain_grace: Some(ms(300)),
+        ..patient()
+    };
+    let mut server = Server::start(app(started.clone(), Duration::from_secs(60)), opts).await;
+    let mut busy = server.connect().await;
+    busy.write_all(get_request("/slow", "").as_bytes())
+        .await
+        .unwrap();
+    started.notified().await;
+
+    let (drain, took) = server.drain().await;
+    assert_eq!(
+        drain,
+        Drain::CutOff {
+            connections: 1,
+            requests: 1
+        }
+    );
+    assert!(took >= ms(250) && took < PATIENCE, "drained in {took:?}");
+    let (sent, _) = closed(&mut busy).await;
+    assert!(sent.is_empty(), "{:?}", String::from_utf8_lossy(&sent));
+}
