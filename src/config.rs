@@ -152,6 +152,9 @@ pub struct ServeArgs {
     /// On SIGTERM: how long in-flight requests may take to finish before the process exits.
     #[arg(long, env = "FANOUT_DRAIN_GRACE", default_value = "10s", value_parser = duration)]
     pub drain_grace: Duration,
+    /// How long a request body may take to arrive, from the end of its headers (408 beyond).
+    #[arg(long, env = "FANOUT_BODY_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub body_read_timeout: Duration,
     /// `text` or `json` (one JSON object per line).
     #[arg(long, env = "FANOUT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -209,6 +212,7 @@ impl ServeArgs {
             graphiql_assets: self.graphiql_assets.clone(),
             graphiql_dir: self.graphiql_dir.clone(),
             trusted_proxies: self.trusted_proxy.clone(),
+            body_read_timeout: Some(self.body_read_timeout),
         }
     }
 }

@@ -15,6 +15,7 @@ use std::{
 
 use axum::{Router, extract::ConnectInfo, routing::get};
 use fanout::server::{Drain, ServeOptions, serve_with};
+use serde_json::json;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -386,6 +387,56 @@ async fn a_third_connection_waits_while_two_are_open() {
     // The other open connection still works.
     second.write_all(request.as_bytes()).await.unwrap();
     assert_eq!(read_response(&mut second).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_gets_408_within_the_body_timeout() {
+    let schema = r#"
+        extend schema @upstream(name: "users", baseUrl: "http://127.0.0.1:9")
+        type Query { user(id: ID!): User @rest(upstream: "users", path: "/users/{args.id}") }
+        type User { id: ID! name: String }
+    "#;
+    let gw = fanout::Gateway::load(schema, fanout::Options::default(), &|_| None)
+        .unwrap()
+        .0;
+    let http = fanout::http::HttpOptions {
+        body_read_timeout: Some(ms(300)),
+        ..Default::default()
+    };
+    let server = Server::start(fanout::http::router(gw, http), patient()).await;
+    let mut conn = server.connect().await;
+    let body = json!({"query": "{ user(id: 1) { name } }"}).to_string();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: fanout.test\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    let started = Instant::now();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // Half the body, then nothing.
+    conn.write_all(&body.as_bytes()[..body.len() / 2])
+        .await
+        .unwrap();
+    let resp = read_response(&mut conn).await;
+    let took = started.elapsed();
+    assert_eq!(resp.status, 408, "{resp:?}");
+    assert!(took >= ms(250), "408 after {took:?}, before the timeout");
+    assert!(resp.body.contains("did not arrive"), "{resp:?}");
+    assert!(
+        resp.head.to_ascii_lowercase().contains("x-request-id"),
+        "{resp:?}"
+    );
+    let (_, _) = closed(&mut conn).await;
+
+    // A body that arrives whole in time, if slowly, is served.
+    let mut conn = server.connect().await;
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let (a, b) = body.as_bytes().split_at(body.len() / 2);
+    conn.write_all(a).await.unwrap();
+    tokio::time::sleep(ms(100)).await;
+    conn.write_all(b).await.unwrap();
+    let resp = read_response(&mut conn).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
 }
 
 #[tokio::test]
