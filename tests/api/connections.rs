@@ -23,6 +23,8 @@ use tokio::{
     task::JoinHandle,
 };
 
+use crate::support::{Mock, Process, Reply, with_mock};
+
 /// Anything that should happen within a short timeout happens well within this.
 const PATIENCE: Duration = Duration::from_secs(5);
 
@@ -543,4 +545,108 @@ async fn the_drain_cuts_off_requests_that_outlast_the_grace() {
     assert!(took >= ms(250) && took < PATIENCE, "drained in {took:?}");
     let (sent, _) = closed(&mut busy).await;
     assert!(sent.is_empty(), "{:?}", String::from_utf8_lossy(&sent));
+}
+
+const SCHEMA: &str = r#"
+    extend schema @upstream(name: "users", baseUrl: "{MOCK}")
+    type Query { user(id: ID!): User @rest(upstream: "users", path: "/users/{args.id}") }
+    type User { id: ID! name: String }
+"#;
+
+/// The binary serving `SCHEMA` against `mock`, with `args`.
+async fn binary(mock: &Mock, args: &[&str]) -> (Process, std::path::PathBuf) {
+    let schema = std::env::temp_dir().join(format!(
+        "fanout-connections-{}-{}.graphql",
+        std::process::id(),
+        mock.addr.port()
+    ));
+    std::fs::write(&schema, with_mock(SCHEMA, mock)).unwrap();
+    let mut all = vec!["--schema", schema.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let mut p = Process::spawn(&all);
+    p.wait_until_up("/healthz").await;
+    (p, schema)
+}
+
+/// Sends the query in the background, and returns once the upstream has received its call.
+async fn in_flight(p: &Process, mock: &Mock) -> JoinHandle<reqwest::Result<reqwest::Response>> {
+    let url = format!("http://{}/graphql", p.addr);
+    let request = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .json(&json!({"query": "{ user(id: 1) { name } }"}))
+            .send()
+            .await
+    });
+    let until = Instant::now() + PATIENCE;
+    while mock.count() == 0 {
+        assert!(Instant::now() < until, "the upstream got no call");
+        tokio::time::sleep(ms(10)).await;
+    }
+    request
+}
+
+/// Waits for the process to exit; its exit code.
+async fn exit_code(p: &mut Process, within: Duration) -> Option<i32> {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < until, "did not exit; log:\n{}", p.log());
+        tokio::time::sleep(ms(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_binary_exits_3_when_the_drain_grace_cuts_a_request_off() {
+    let mock =
+        Mock::start(|_| Reply::json(json!({"id": 1, "name": "Ada"})).delay(Duration::from_secs(3)))
+            .await;
+    let (mut p, schema) = binary(&mock, &["--drain-grace", "300ms"]).await;
+    let request = in_flight(&p, &mock).await;
+    let signalled = Instant::now();
+    p.signal("-TERM");
+    let code = exit_code(&mut p, PATIENCE).await;
+    let took = signalled.elapsed();
+    let log = p.log();
+    assert_eq!(code, Some(3), "log:\n{log}");
+    assert!(
+        took < ms(2500),
+        "exited {took:?} after SIGTERM: it waited for the upstream"
+    );
+    assert!(
+        log.contains("cut off 1 request(s) in flight on 1 connection(s)"),
+        "log:\n{log}"
+    );
+    assert!(
+        request.await.unwrap().is_err(),
+        "the request was cut off, not answered"
+    );
+    let _ = std::fs::remove_file(schema);
+}
+
+#[tokio::test]
+async fn the_binary_exits_0_when_every_request_finishes_within_the_grace() {
+    // The upstream takes 1 s, so the request is surely in flight when SIGTERM arrives, and
+    // the 5 s grace is ample.
+    let mock =
+        Mock::start(|_| Reply::json(json!({"id": 1, "name": "Ada"})).delay(Duration::from_secs(1)))
+            .await;
+    let (mut p, schema) = binary(&mock, &["--drain-grace", "5s"]).await;
+    let request = in_flight(&p, &mock).await;
+    p.signal("-TERM");
+    assert!(
+        !request.is_finished(),
+        "the request was in flight at SIGTERM"
+    );
+    let resp = request.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["data"]["user"]["name"], "Ada", "{body}");
+    let code = exit_code(&mut p, PATIENCE).await;
+    let log = p.log();
+    assert_eq!(code, Some(0), "log:\n{log}");
+    assert!(log.contains("drained; bye"), "log:\n{log}");
+    let _ = std::fs::remove_file(schema);
 }
