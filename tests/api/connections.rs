@@ -650,3 +650,93 @@ async fn the_binary_exits_0_when_every_request_finishes_within_the_grace() {
     assert!(log.contains("drained; bye"), "log:\n{log}");
     let _ = std::fs::remove_file(schema);
 }
+
+/// The binary under `prlimit`, with few file descriptors: when they run out, `accept` fails
+/// (EMFILE) and the server must pause and go on, not stop.
+#[tokio::test]
+async fn the_server_outlives_running_out_of_file_descriptors() {
+    let mock = Mock::start(|_| Reply::json(json!({"id": 1, "name": "Ada"}))).await;
+    let schema = std::env::temp_dir().join(format!(
+        "fanout-connections-fds-{}.graphql",
+        std::process::id()
+    ));
+    std::fs::write(&schema, with_mock(SCHEMA, &mock)).unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let log = std::env::temp_dir().join(format!("fanout-connections-fds-{}.log", addr.port()));
+    let out = std::fs::File::create(&log).unwrap();
+    let mut cmd = std::process::Command::new("prlimit");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("FANOUT_")) {
+        cmd.env_remove(k);
+    }
+    cmd.args(["--nofile=48", "--", env!("CARGO_BIN_EXE_fanout")])
+        .args(["--schema", schema.to_str().unwrap()])
+        .args(["--listen", &addr.to_string(), "--header-read-timeout", "1s"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Killed(cmd.spawn().expect("prlimit (util-linux) runs"));
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let url = format!("http://{addr}/healthz");
+    let until = Instant::now() + Duration::from_secs(20);
+    while !matches!(reqwest::get(&url).await, Ok(r) if r.status() == 200) {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "exited:\n{}",
+            read_log()
+        );
+        assert!(Instant::now() < until, "not up:\n{}", read_log());
+        tokio::time::sleep(ms(20)).await;
+    }
+
+    // More half-sent heads than the server has descriptors for: the kernel's backlog holds
+    // those it cannot accept.
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: fanout.test\r\n")
+            .await
+            .unwrap();
+        held.push(conn);
+    }
+    // As the held heads time out, the rest are accepted; then a whole request is served.
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(get_request("/healthz", "").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while !got.starts_with(b"HTTP/1.1 200") {
+        assert!(Instant::now() < until, "not served; log:\n{}", read_log());
+        let mut chunk = [0; 256];
+        match tokio::time::timeout(ms(500), conn.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&chunk[..n]),
+            Ok(_) => panic!(
+                "closed: {:?}; log:\n{}",
+                String::from_utf8_lossy(&got),
+                read_log()
+            ),
+            Err(_) => {}
+        }
+    }
+    assert!(child.0.try_wait().unwrap().is_none(), "{}", read_log());
+    assert!(
+        read_log().contains("accept error: Too many open files"),
+        "the descriptors did not run out; log:\n{}",
+        read_log()
+    );
+    drop(held);
+    drop(child);
+    let _ = std::fs::remove_file(schema);
+    let _ = std::fs::remove_file(log);
+}
