@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{gateway::Options, http::HttpOptions, schema::Limits, sdl};
+use crate::{gateway::Options, http::HttpOptions, schema::Limits, sdl, server::ServeOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -166,9 +166,26 @@ pub struct ServeArgs {
     /// balancer stops sending traffic first (default: stop accepting at once).
     #[arg(long, env = "FANOUT_DRAIN_DELAY", value_parser = duration)]
     pub drain_delay: Option<Duration>,
-    /// On SIGTERM: how long in-flight requests may take to finish before the process exits.
+    /// On SIGTERM: how long in-flight requests may take to finish. Any still running then are
+    /// cut off and the process exits with status 3 (0 when everything finished).
     #[arg(long, env = "FANOUT_DRAIN_GRACE", default_value = "10s", value_parser = duration)]
     pub drain_grace: Duration,
+    /// How long a connection may take to send a request's line and headers, and wait idle
+    /// for the next request; then it is closed. HTTP/2: how long it may have no request open.
+    #[arg(long, env = "FANOUT_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// Largest request line plus headers, in bytes (431 beyond).
+    #[arg(long, env = "FANOUT_MAX_HEADER_BYTES", default_value_t = ServeOptions::default().max_header_bytes, value_parser = positive)]
+    pub max_header_bytes: usize,
+    /// Most header lines in a request (431 beyond).
+    #[arg(long, env = "FANOUT_MAX_HEADERS", default_value_t = ServeOptions::default().max_headers, value_parser = positive)]
+    pub max_headers: usize,
+    /// Most client connections open at once; beyond, new ones wait until one closes.
+    #[arg(long, env = "FANOUT_MAX_CONNECTIONS", default_value_t = ServeOptions::default().max_connections, value_parser = positive)]
+    pub max_connections: usize,
+    /// How long a request body may take to arrive, from the end of its headers (408 beyond).
+    #[arg(long, env = "FANOUT_BODY_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub body_read_timeout: Duration,
     /// `text` or `json` (one JSON object per line).
     #[arg(long, env = "FANOUT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -228,6 +245,19 @@ impl ServeArgs {
             graphiql_assets: self.graphiql_assets.clone(),
             graphiql_dir: self.graphiql_dir.clone(),
             trusted_proxies: self.trusted_proxy.clone(),
+            body_read_timeout: Some(self.body_read_timeout),
+        }
+    }
+
+    /// How connections are served; the drain grace included.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_connections: self.max_connections,
+            drain_grace: Some(self.drain_grace),
+            ..ServeOptions::default()
         }
     }
 }
@@ -255,6 +285,14 @@ fn graphiql_dir(text: &str) -> Result<PathBuf, String> {
             "{text} lacks {} (tests/browser/assets.sh DIR fetches them)",
             missing.join(", ")
         ))
+    }
+}
+
+/// A count or size of at least 1.
+fn positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
     }
 }
 

@@ -74,7 +74,13 @@ fn main() -> ExitCode {
             .build(),
     };
     match runtime {
-        Ok(rt) => rt.block_on(run(cli)),
+        Ok(rt) => {
+            let code = rt.block_on(run(cli));
+            // Do not wait for blocking work still running (a DNS lookup of a request that was
+            // cut off): the drain already had its grace.
+            rt.shutdown_background();
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE
@@ -286,9 +292,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
         axum::Router::new().nest(&prefix, routes)
     };
     // On SIGTERM or Ctrl-C: /readyz turns 503 (for `--drain-delay`, still serving), then new
-    // connections are refused and in-flight requests get `--drain-grace` to finish; then the
-    // process exits regardless.
+    // connections are refused and in-flight requests get `--drain-grace` to finish; those
+    // still running then are cut off, and the exit status says so.
     let (grace, delay) = (args.drain_grace, args.drain_delay);
+    let opts = args.serve_options();
     let shutdown = async move {
         server::shutdown_signal().await;
         live.set_draining();
@@ -297,16 +304,23 @@ async fn serve(args: ServeArgs) -> ExitCode {
             tokio::time::sleep(delay).await;
         }
         tracing::info!(grace = ?grace, "draining: finishing in-flight requests");
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            tracing::warn!("drain grace period over; exiting with requests still in flight");
-            std::process::exit(0);
-        });
     };
-    match server::serve(listener, app, shutdown).await {
-        Ok(()) => {
+    match server::serve_with(listener, app, shutdown, &opts).await {
+        Ok(server::Drain::Complete) => {
             tracing::info!("drained; bye");
             ExitCode::SUCCESS
+        }
+        Ok(server::Drain::CutOff {
+            connections,
+            requests,
+        }) => {
+            tracing::warn!(
+                requests,
+                connections,
+                "drain grace period over: cut off {requests} request(s) in flight \
+                 on {connections} connection(s)"
+            );
+            ExitCode::from(EXIT_CUT_OFF)
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -314,3 +328,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     }
 }
+
+/// The exit status when the drain grace ran out and connections, with the requests in flight
+/// on them, were cut off.
+const EXIT_CUT_OFF: u8 = 3;

@@ -1,5 +1,6 @@
 //! The HTTP surface: `/graphql` (POST and GET, GraphiQL for browsers), `/healthz`, `/readyz`.
 
+mod body_deadline;
 pub mod edge;
 pub mod graphiql;
 
@@ -42,6 +43,9 @@ pub struct HttpOptions {
     pub graphiql_dir: Option<std::path::PathBuf>,
     /// Proxies whose `X-Forwarded-*` headers are believed (see [`edge::client_info`]).
     pub trusted_proxies: Vec<edge::IpNet>,
+    /// A request body must have arrived whole this long after its headers, or the request is
+    /// answered 408 (and the connection closed); `None`: no limit.
+    pub body_read_timeout: Option<std::time::Duration>,
 }
 
 impl Default for HttpOptions {
@@ -55,6 +59,7 @@ impl Default for HttpOptions {
             graphiql_assets: graphiql::DEFAULT_ASSETS.to_owned(),
             graphiql_dir: None,
             trusted_proxies: Vec::new(),
+            body_read_timeout: Some(std::time::Duration::from_secs(10)),
         }
     }
 }
@@ -86,6 +91,14 @@ pub fn live_router(live: Arc<Live>, opts: HttpOptions) -> Router {
             graphiql::ASSETS_ROUTE,
             tower_http::services::ServeDir::new(dir),
         ),
+        None => router,
+    };
+    // Inside the request id's layer, so that a 408 carries the id too.
+    let router = match opts.body_read_timeout {
+        Some(limit) => router.layer(axum::middleware::from_fn_with_state(
+            limit,
+            body_deadline::layer,
+        )),
         None => router,
     };
     let router = router

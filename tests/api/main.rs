@@ -2,6 +2,7 @@
 
 mod batching;
 mod bindings;
+mod connections;
 mod corpus;
 mod demo;
 mod diagnostics;
