@@ -7,6 +7,7 @@ mod corpus;
 mod demo;
 mod diagnostics;
 mod edge;
+mod exact_batching;
 mod execution;
 mod graphiql_dir;
 mod hostile;

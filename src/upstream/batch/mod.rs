@@ -317,3 +317,175 @@ impl Drop for Producer<'_> {
         self.batcher.send(ready);
     }
 }
+
+/// The protocol alone: when keys are dispatched, with no sockets (a recorder answers).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{sdl::Upstream, upstream::resilience::Runtime};
+
+    /// Records each dispatch's key texts and answers every key with no item.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Vec<String>>>);
+
+    impl Dispatch for Recorder {
+        fn dispatch(&self, keys: Vec<Queued>, _ready: Instant) {
+            let texts = keys.iter().map(|(k, _)| k.text.to_string()).collect();
+            self.0.lock().unwrap().push(texts);
+            for (_, tx) in keys {
+                let _ = tx.send(Ok(None));
+            }
+        }
+    }
+
+    impl Recorder {
+        fn sent(&self) -> Vec<Vec<String>> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn group() -> Arc<BatchGroup> {
+        let up = Upstream {
+            name: "u".into(),
+            base_url: "http://127.0.0.1:9".into(),
+            timeout: None,
+            headers: Vec::new(),
+            max_batch_size: None,
+            connect_timeout: Duration::from_secs(1),
+            pool_max_idle: 1,
+            max_response_bytes: 1024,
+            max_response_nodes: 1024,
+            retries: 0,
+            coalesce: false,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(5),
+        };
+        let spec = CallSpec {
+            up: Runtime::new(&up),
+            method: reqwest::Method::GET,
+            url: "http://127.0.0.1:9/p".parse().unwrap(),
+            headers: Default::default(),
+            body: None,
+            deadline: None,
+        };
+        Arc::new(BatchGroup {
+            id: "g".into(),
+            field: "T.p".into(),
+            spec,
+            query_param: Some("ids".into()),
+            body: None,
+            select: Vec::new(),
+            match_path: vec!["id".into()],
+            max_size: 100,
+            timeout: Duration::from_secs(1),
+        })
+    }
+
+    fn key(g: &Arc<BatchGroup>, k: u64) -> BatchKey {
+        BatchKey::new(g.clone(), &Json::from(k)).unwrap()
+    }
+
+    const P: FieldId = 1; // a @rest field producing parents
+    const Q: FieldId = 2; // another, elsewhere in the query
+    const B: FieldId = 10; // a batch field below P
+
+    /// Starts `load` for each key without awaiting it; returns the handles.
+    fn load_all(
+        batcher: &Arc<Batcher>,
+        g: &Arc<BatchGroup>,
+        keys: &[u64],
+    ) -> Vec<tokio::task::JoinHandle<Item>> {
+        keys.iter()
+            .map(|&k| {
+                let (b, k) = (batcher.clone(), key(g, k));
+                tokio::spawn(async move { b.load(B, || vec![P], k).await })
+            })
+            .collect()
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn keys_go_out_together_when_the_last_producer_is_released() {
+        let rec = Arc::new(Recorder::default());
+        let batcher = Arc::new(Batcher::new(rec.clone()));
+        let g = group();
+        let (p1, p2) = (batcher.producer(P), batcher.producer(P));
+        let unrelated = batcher.producer(Q);
+        let first = load_all(&batcher, &g, &[3, 1]);
+        settle().await;
+        drop(p1);
+        settle().await;
+        assert!(rec.sent().is_empty(), "one producer is still pending");
+        let second = load_all(&batcher, &g, &[2, 3]);
+        settle().await;
+        drop(p2);
+        settle().await;
+        // The unrelated producer Q is still pending: it delays nothing.
+        assert_eq!(rec.sent(), [["3", "1", "2"]]);
+        for h in first.into_iter().chain(second) {
+            assert_eq!(h.await.unwrap(), Ok(None));
+        }
+        drop(unrelated);
+        assert_eq!(rec.sent().len(), 1, "key 3 was sent once");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_key_asked_for_after_its_batch_left_shares_it() {
+        let rec = Arc::new(Recorder::default());
+        let batcher = Arc::new(Batcher::new(rec.clone()));
+        let g = group();
+        let p = batcher.producer(P);
+        let early = load_all(&batcher, &g, &[5]);
+        settle().await;
+        drop(p);
+        assert_eq!(early.into_iter().next().unwrap().await.unwrap(), Ok(None));
+        // A later parent (a retry that answered late) asks for 5 again and 6: with no
+        // producer pending they go out at once, and 5 is not sent again.
+        let late = load_all(&batcher, &g, &[5, 6]);
+        for h in late {
+            assert_eq!(h.await.unwrap(), Ok(None));
+        }
+        assert_eq!(rec.sent(), [vec!["5"], vec!["6"]]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn keys_without_producers_go_out_after_a_turn_that_adds_none() {
+        let rec = Arc::new(Recorder::default());
+        let batcher = Arc::new(Batcher::new(rec.clone()));
+        let g = group();
+        let roots: Vec<_> = [7, 8, 9]
+            .into_iter()
+            .map(|k| {
+                let (b, k) = (batcher.clone(), key(&g, k));
+                tokio::spawn(async move { b.load(B, Vec::new, k).await })
+            })
+            .collect();
+        for h in roots {
+            assert_eq!(h.await.unwrap(), Ok(None));
+        }
+        assert_eq!(rec.sent(), [["7", "8", "9"]]);
+    }
+
+    #[test]
+    fn a_group_is_made_once_per_field() {
+        let batcher = Batcher::new(Arc::new(Recorder::default()));
+        let made = std::cell::Cell::new(0);
+        for _ in 0..3 {
+            let g = batcher.group(
+                B,
+                || vec![P],
+                || {
+                    made.set(made.get() + 1);
+                    Ok(Some(group()))
+                },
+            );
+            assert!(matches!(g, Ok(Some(_))));
+        }
+        assert_eq!(made.get(), 1);
+    }
+}
