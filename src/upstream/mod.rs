@@ -2,7 +2,7 @@
 //!
 //! [`render`] turns a field's `@rest` binding into a concrete [`CallSpec`]; [`Calls`] sends
 //! it, making identical GETs of one client request only once; [`batch`] turns many keyed
-//! lookups into few calls through async-graphql's DataLoader.
+//! lookups into few calls, each batch sent when its last producer has answered.
 
 pub mod batch;
 pub mod resilience;
