@@ -7,6 +7,7 @@ mod demo;
 mod diagnostics;
 mod edge;
 mod execution;
+mod fuzz;
 mod graphiql_dir;
 mod http;
 mod http_conformance;
