@@ -9,6 +9,7 @@ mod diagnostics;
 mod edge;
 mod exact_batching;
 mod execution;
+mod fuzz;
 mod graphiql_dir;
 mod hostile;
 mod http;
