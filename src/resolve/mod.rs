@@ -10,7 +10,7 @@
 //! traits of async-graphql's dynamic schemas: nested fields resolve one after another, and a
 //! resolver's `Err` drops the field instead of nulling it.
 
-mod coerce;
+pub(crate) mod coerce;
 mod complete;
 pub mod plan;
 

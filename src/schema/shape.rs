@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use async_graphql::{
     Name, Positioned, Value as ConstValue, Variables,
     parser::types::{
-        BaseType, ExecutableDocument, OperationType, Selection, SelectionSet, Type,
-        VariableDefinition,
+        BaseType, ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
+        Type, VariableDefinition,
     },
 };
 use async_graphql_value::Value;
@@ -86,6 +86,7 @@ pub fn check(
     let mut total = 0u64;
     for (_, op) in doc.operations.iter() {
         let op = &op.node;
+        known_variable_types(op, bindings)?;
         let root = match op.ty {
             OperationType::Mutation => bindings.mutation.as_deref(),
             _ => Some(bindings.query.as_str()),
@@ -110,6 +111,29 @@ pub fn check(
                 limits.max_complexity
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Every variable's type must name an input type of the schema (spec 5.8.2). Checked here
+/// because the engine's validation panics on a default value of an unknown type.
+fn known_variable_types(op: &OperationDefinition, bindings: &Bindings) -> Result<(), Refusal> {
+    for def in &op.variable_definitions {
+        let name = crate::resolve::plan::named(&def.node.var_type.node);
+        let input = crate::resolve::coerce::is_builtin(name)
+            || matches!(
+                bindings.types.get(name).map(|t| &t.kind),
+                Some(TypeKind::Scalar | TypeKind::Enum(_) | TypeKind::InputObject(_))
+            );
+        if !input {
+            return Err((
+                code::VALIDATION_FAILED,
+                format!(
+                    "variable \"${}\" has type \"{name}\", which is not an input type of the schema",
+                    def.node.name.node
+                ),
+            ));
+        }
     }
     Ok(())
 }
