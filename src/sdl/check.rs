@@ -30,6 +30,9 @@ pub struct LoadOptions<'a> {
     pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
 }
 
+/// Connections to one upstream at once, and idle ones kept: as many as are used in a burst,
+/// so a burst's connections are reused by the next instead of closed and opened again.
+const DEFAULT_MAX_CONNECTIONS: usize = 256;
 const BUILTIN_SCALARS: [&str; 5] = ["Int", "Float", "String", "Boolean", "ID"];
 const UPSTREAM_ARGS: &[&str] = &[
     "name",
@@ -39,6 +42,7 @@ const UPSTREAM_ARGS: &[&str] = &[
     "maxBatchSize",
     "connectTimeout",
     "poolMaxIdle",
+    "maxConnections",
     "maxResponseBytes",
     "maxResponseNodes",
     "retries",
@@ -376,6 +380,9 @@ impl Checker<'_, '_> {
         let pool_max_idle = a
             .get("poolMaxIdle")
             .and_then(|v| self.count(v, "poolMaxIdle"));
+        let max_connections = a
+            .get("maxConnections")
+            .and_then(|v| self.positive(v, "maxConnections"));
         let max_response_bytes = a
             .get("maxResponseBytes")
             .and_then(|v| self.positive(v, "maxResponseBytes"));
@@ -406,7 +413,8 @@ impl Checker<'_, '_> {
             headers,
             max_batch_size,
             connect_timeout: connect_timeout.unwrap_or(Duration::from_secs(1)),
-            pool_max_idle: pool_max_idle.unwrap_or(32),
+            pool_max_idle: pool_max_idle.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_connections: max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             max_response_bytes: max_response_bytes.unwrap_or(8 << 20),
             max_response_nodes: max_response_nodes.unwrap_or(100_000),
             retries: retries.map_or(2, |r| r as u32),

@@ -39,6 +39,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Idle keep-alive connections kept per host.
     pub pool_max_idle: usize,
+    /// Calls in flight to it at once; more wait for one to finish (within their deadline).
+    pub max_connections: usize,
     /// A larger response is cut off with `UPSTREAM_BAD_RESPONSE`, so memory stays bounded.
     pub max_response_bytes: usize,
     /// A response holding more JSON values is refused before it is parsed: a few bytes per

@@ -507,6 +507,12 @@ type Attempt = (Option<u16>, Result<Arc<Json>, FieldError>);
 
 async fn attempt(spec: &CallSpec) -> Attempt {
     let up = &spec.up;
+    // Held until the body is read: a connection is busy that long.
+    let _permit = up
+        .connections
+        .acquire()
+        .await
+        .expect("an upstream's semaphore is never closed");
     let mut req = up
         .http
         .request(spec.method.clone(), spec.url.clone())

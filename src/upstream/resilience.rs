@@ -34,6 +34,8 @@ pub struct Runtime {
     pub http: reqwest::Client,
     pub max_response_bytes: usize,
     pub max_response_nodes: usize,
+    /// One permit per call in flight (`maxConnections`).
+    pub connections: tokio::sync::Semaphore,
     pub retries: u32,
     /// In-flight GETs shared across client requests, when the upstream opts in (`coalesce`).
     pub coalesce: Option<Mutex<HashMap<String, WeakShared<CallFuture>>>>,
@@ -70,6 +72,7 @@ impl Runtime {
             http,
             max_response_bytes: up.max_response_bytes,
             max_response_nodes: up.max_response_nodes,
+            connections: tokio::sync::Semaphore::new(up.max_connections),
             retries: up.retries,
             coalesce: up.coalesce.then(Default::default),
             breaker: Mutex::new(Breaker::Closed { failures: 0 }),

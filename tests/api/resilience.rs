@@ -1245,3 +1245,44 @@ async fn slow_drip_times_out_at_the_field_deadline() {
     }
     assert_eq!(ok.count(), 1);
 }
+
+/// `maxConnections: 2`: six sibling calls of 200 ms each go two at a time, so the query takes
+/// at least three rounds; without the cap they all go at once.
+#[tokio::test]
+async fn max_connections_caps_the_calls_in_flight_to_an_upstream() {
+    let mock = Mock::start(|_| {
+        Reply::json(json!({"id": 1, "name": "Ada"})).delay(Duration::from_millis(200))
+    })
+    .await;
+    let schema = |cap: &str| {
+        format!(
+            r#"extend schema @upstream(name: "u", baseUrl: "{}", timeout: "5s"{cap})
+            type Query {{ user(id: ID!): User @rest(upstream: "u", path: "/users/{{args.id}}") }}
+            type User {{ id: ID! name: String }}"#,
+            mock.url()
+        )
+    };
+    let query: String = (0..6)
+        .map(|i| format!("u{i}: user(id: {i}) {{ name }} "))
+        .collect();
+    let query = format!("{{ {query} }}");
+    let capped = Fanout::start(&schema(", maxConnections: 2")).await;
+    let start = Instant::now();
+    let resp = capped.query(&query).await;
+    assert!(resp.get("errors").is_none(), "{resp}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(590),
+        "{:?}",
+        start.elapsed()
+    );
+    let free = Fanout::start(&schema("")).await;
+    let start = Instant::now();
+    let resp = free.query(&query).await;
+    assert!(resp.get("errors").is_none(), "{resp}");
+    assert!(
+        start.elapsed() < Duration::from_millis(590),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(mock.count(), 12);
+}

@@ -353,6 +353,7 @@ mod tests {
             max_batch_size: None,
             connect_timeout: Duration::from_secs(1),
             pool_max_idle: 1,
+            max_connections: 1,
             max_response_bytes: 1024,
             max_response_nodes: 1024,
             retries: 0,
