@@ -11,7 +11,7 @@ use std::{
 use fanout::Options;
 use serde_json::{Value as Json, json};
 
-use crate::support::{Fanout, Mock, Process, Reply, codes, with_mock};
+use crate::support::{Fanout, Mock, Process, Reply, codes, refused, with_mock};
 
 const SCHEMA: &str = r#"
     extend schema @upstream(name: "books", baseUrl: "{MOCK}", timeout: "2s")
@@ -102,17 +102,6 @@ async fn post(p: &Process, body: &Json) -> (Json, Duration) {
         .await
         .unwrap_or_else(|e| panic!("no answer ({e}); log:\n{}", p.log()));
     (resp.json().await.unwrap(), start.elapsed())
-}
-
-/// The one code of a request refused before execution: no `data`, one error.
-fn refused(resp: &Json) -> String {
-    assert!(
-        resp.get("data").is_none(),
-        "a refused request has no data: {resp}"
-    );
-    let codes = codes(resp);
-    assert_eq!(codes.len(), 1, "{resp}");
-    codes[0].clone()
 }
 
 /// Still alive: an ordinary query answers.

@@ -1,9 +1,9 @@
 //! Query-shape limits and schema exposure: every refusal is coded and calls no upstream.
 
 use fanout::Options;
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
-use crate::support::{Fanout, Mock, Reply, codes, with_mock};
+use crate::support::{Fanout, Mock, Reply, codes, refused, with_mock};
 
 const SCHEMA: &str = r#"
     extend schema @upstream(name: "users", baseUrl: "{MOCK}")
@@ -15,17 +15,6 @@ async fn serve(options: Options) -> (Mock, Fanout) {
     let mock = Mock::start(|_| Reply::json(json!({"id": 1, "name": "Ada"}))).await;
     let fanout = Fanout::with_options(&with_mock(SCHEMA, &mock), options).await;
     (mock, fanout)
-}
-
-/// The one error of a refused request: its code, and that nothing executed.
-fn refused(resp: &Json) -> String {
-    assert!(
-        resp.get("data").is_none(),
-        "a refused request has no data: {resp}"
-    );
-    let codes = codes(resp);
-    assert_eq!(codes.len(), 1, "{resp}");
-    codes[0].clone()
 }
 
 #[tokio::test]

@@ -239,6 +239,17 @@ pub fn with_mock(schema: &str, mock: &Mock) -> String {
     schema.replace("{MOCK}", &mock.url())
 }
 
+/// The one code of a request refused before execution: it has no `data` and one error.
+pub fn refused(resp: &Json) -> String {
+    assert!(
+        resp.get("data").is_none(),
+        "a refused request has no data: {resp}"
+    );
+    let codes = codes(resp);
+    assert_eq!(codes.len(), 1, "{resp}");
+    codes[0].clone()
+}
+
 /// The `code` of each error, in order.
 pub fn codes(resp: &Json) -> Vec<String> {
     resp["errors"]
