@@ -165,6 +165,9 @@ pub async fn serve_with(
                 }
             },
         };
+        // Answers go out as soon as they are written, never held back for the client's ACK
+        // of the previous segment (Nagle's algorithm against a delayed ACK: 40 ms).
+        let _ = stream.set_nodelay(true);
         // Subscribed now, so a shutdown signalled before hyper gets the connection still
         // reaches it.
         let watcher = graceful.watcher();
