@@ -31,6 +31,28 @@ pub enum Command {
     Print(SchemaArg),
     /// Run only the demo REST services, on the ports `schema.graphql` defaults to.
     DemoServices(DemoServicesArgs),
+    /// Write a schema.graphql to start from, from a description of your REST API.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// From an OpenAPI 3.0 or 3.1 document (JSON or YAML): the schema on stdout, what could not
+    /// be mapped on stderr.
+    Openapi(ImportOpenapiArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ImportOpenapiArgs {
+    /// The OpenAPI document.
+    pub file: PathBuf,
+    /// The name of the upstream for the document's (first) server.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// The base URL of that upstream, instead of the document's server URL.
+    #[arg(long)]
+    pub base_url: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

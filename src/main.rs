@@ -5,7 +5,10 @@ use std::{collections::HashMap, process::ExitCode, sync::Arc};
 use clap::Parser;
 use fanout::{
     Gateway,
-    config::{CheckArgs, Cli, Command, DemoServicesArgs, Format, LogFormat, SchemaArg, ServeArgs},
+    config::{
+        CheckArgs, Cli, Command, DemoServicesArgs, Format, ImportCommand, ImportOpenapiArgs,
+        LogFormat, SchemaArg, ServeArgs,
+    },
     demo, gateway, http, reload, sdl, server,
 };
 use tokio::net::TcpListener;
@@ -109,6 +112,7 @@ async fn run(cli: Cli) -> ExitCode {
         Some(Command::Print(arg)) => print(&arg),
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::DemoServices(args)) => demo_services(args).await,
+        Some(Command::Import(ImportCommand::Openapi(args))) => import_openapi(&args),
         None => serve(cli.serve).await,
     }
 }
@@ -201,6 +205,52 @@ fn print(arg: &SchemaArg) -> ExitCode {
         }
         None => ExitCode::FAILURE,
     }
+}
+
+/// The schema on stdout; notes, the summary and any problem on stderr. The output is loaded
+/// as `fanout check` would load it, so a schema that would not pass is never printed.
+fn import_openapi(args: &ImportOpenapiArgs) -> ExitCode {
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = fanout::import::Options {
+        upstream: args.upstream.clone(),
+        base_url: args.base_url.clone(),
+        source: args.file.display().to_string(),
+    };
+    let out = match fanout::import::openapi(&text, &opts) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    for note in &out.notes {
+        eprintln!("{note}");
+    }
+    if let Err(diags) = Gateway::load(&out.sdl, fanout::Options::default(), &|_| None) {
+        for d in &diags {
+            eprint!("{}", d.render("<generated schema>", &out.sdl));
+        }
+        eprintln!(
+            "error: the generated schema does not pass `fanout check`; this is a bug in fanout import"
+        );
+        return ExitCode::FAILURE;
+    }
+    print!("{}", out.sdl);
+    eprintln!(
+        "fanout import: {} query field(s), {} mutation(s), {} type(s), {} proposed link(s) (marked `# proposed`); {} note(s) above",
+        out.query_fields,
+        out.mutation_fields,
+        out.types,
+        out.proposals,
+        out.notes.len()
+    );
+    ExitCode::SUCCESS
 }
 
 async fn demo_services(args: DemoServicesArgs) -> ExitCode {
