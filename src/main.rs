@@ -7,7 +7,7 @@ use fanout::{
     Gateway,
     config::{
         CheckArgs, Cli, Command, DemoServicesArgs, Format, ImportCommand, ImportOpenapiArgs,
-        LogFormat, SchemaArg, ServeArgs,
+        LogFormat, PlanArgs, SchemaArg, ServeArgs,
     },
     demo, gateway, http, reload, sdl, server,
 };
@@ -113,6 +113,7 @@ async fn run(cli: Cli) -> ExitCode {
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::DemoServices(args)) => demo_services(args).await,
         Some(Command::Import(ImportCommand::Openapi(args))) => import_openapi(&args),
+        Some(Command::Plan(args)) => plan(&args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -204,6 +205,51 @@ fn print(arg: &SchemaArg) -> ExitCode {
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,
+    }
+}
+
+/// The plan on stdout; a query the server would refuse is refused here the same way (exit 1).
+async fn plan(args: &PlanArgs) -> ExitCode {
+    let opts = fanout::Options {
+        default_timeout: args.default_timeout,
+        request_timeout: args.request_timeout,
+        ..fanout::Options::default()
+    };
+    let Some(gw) = load(&args.schema, opts, &gateway::process_env) else {
+        return ExitCode::FAILURE;
+    };
+    let mut request = async_graphql::Request::new(args.query.clone());
+    if let Some(name) = &args.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(text) = &args.variables {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v @ serde_json::Value::Object(_)) => {
+                request = request.variables(async_graphql::Variables::from_json(v));
+            }
+            _ => {
+                eprintln!("error: --variables must be a JSON object, e.g. '{{\"id\": \"1\"}}'");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match fanout::call_plan::plan(&gw, request).await {
+        Ok(plan) => {
+            match args.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).expect("a plan always serializes")
+                ),
+                Format::Human => print!("{}", fanout::call_plan::to_text(&plan)),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(refused) => {
+            for e in &refused.errors {
+                eprintln!("error: {}", e.message);
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 
