@@ -13,6 +13,7 @@ mod graphiql_dir;
 mod hostile;
 mod http;
 mod http_conformance;
+mod import;
 mod limits;
 mod proxy;
 mod reload;
