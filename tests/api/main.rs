@@ -15,6 +15,7 @@ mod http;
 mod http_conformance;
 mod import;
 mod limits;
+mod plan;
 mod proxy;
 mod reload;
 mod resilience;
