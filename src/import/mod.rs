@@ -2,7 +2,8 @@
 //! from.
 //!
 //! The document is read into one JSON tree ([`doc`]); its component schemas become types
-//! ([`types`]); its operations become query and mutation fields with `@rest` ([`operations`]);
+//! ([`types`]); its servers become `@upstream`s ([`servers`]); its operations become query and
+//! mutation fields with `@rest` ([`operations`]);
 //! links the document makes visible become proposed fields and batches ([`links`]); the
 //! result prints as SDL ([`gql`]). What cannot be mapped becomes a [`Note`] naming its place in
 //! the document (`#/paths/~1pets/get: ...`), for stderr.
@@ -12,6 +13,7 @@ mod gql;
 mod links;
 mod names;
 mod operations;
+mod servers;
 mod types;
 
 use std::{
