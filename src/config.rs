@@ -31,6 +31,54 @@ pub enum Command {
     Print(SchemaArg),
     /// Run only the demo REST services, on the ports `schema.graphql` defaults to.
     DemoServices(DemoServicesArgs),
+    /// Show the upstream calls a query will make, level by level, without making any.
+    Plan(PlanArgs),
+    /// Write a schema.graphql to start from, from a description of your REST API.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub schema: SchemaArg,
+    /// The GraphQL operation, as a client would send it.
+    #[arg(long)]
+    pub query: String,
+    /// Its variables, as a JSON object.
+    #[arg(long)]
+    pub variables: Option<String>,
+    /// Which operation of the query to plan, when it holds several.
+    #[arg(long)]
+    pub operation_name: Option<String>,
+    /// `human` (levels and notes) or `json` (what `extensions.fanoutPlan` holds).
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    /// A field's deadline when neither it nor its upstream sets `timeout`.
+    #[arg(long, env = "FANOUT_DEFAULT_TIMEOUT", default_value = "2s", value_parser = duration)]
+    pub default_timeout: Duration,
+    /// The whole request's deadline.
+    #[arg(long, env = "FANOUT_REQUEST_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub request_timeout: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// From an OpenAPI 3.0 or 3.1 document (JSON or YAML): the schema on stdout, what could not
+    /// be mapped on stderr.
+    Openapi(ImportOpenapiArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ImportOpenapiArgs {
+    /// The OpenAPI document.
+    pub file: PathBuf,
+    /// The name of the upstream for the document's (first) server.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// The base URL of that upstream, instead of the document's server URL.
+    #[arg(long)]
+    pub base_url: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -246,6 +294,7 @@ impl ServeArgs {
             graphiql_dir: self.graphiql_dir.clone(),
             trusted_proxies: self.trusted_proxy.clone(),
             body_read_timeout: Some(self.body_read_timeout),
+            allow_plan: self.profile() == Profile::Development,
         }
     }
 

@@ -14,12 +14,16 @@
 //! - [`reload`]: a new schema for new requests, without a restart.
 //! - [`server`]: bind, serve, drain.
 //! - [`demo`]: the built-in REST services behind `fanout --demo`.
+//! - [`call_plan`]: `fanout plan` and `x-fanout-plan: 1`: the calls a query will make, unmade.
+//! - [`import`]: `fanout import openapi`: an OpenAPI document -> a `schema.graphql` to start from.
 
+pub mod call_plan;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod reload;
 pub mod resolve;

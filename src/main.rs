@@ -5,7 +5,10 @@ use std::{collections::HashMap, process::ExitCode, sync::Arc};
 use clap::Parser;
 use fanout::{
     Gateway,
-    config::{CheckArgs, Cli, Command, DemoServicesArgs, Format, LogFormat, SchemaArg, ServeArgs},
+    config::{
+        CheckArgs, Cli, Command, DemoServicesArgs, Format, ImportCommand, ImportOpenapiArgs,
+        LogFormat, PlanArgs, SchemaArg, ServeArgs,
+    },
     demo, gateway, http, reload, sdl, server,
 };
 use tokio::net::TcpListener;
@@ -109,6 +112,8 @@ async fn run(cli: Cli) -> ExitCode {
         Some(Command::Print(arg)) => print(&arg),
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::DemoServices(args)) => demo_services(args).await,
+        Some(Command::Import(ImportCommand::Openapi(args))) => import_openapi(&args),
+        Some(Command::Plan(args)) => plan(&args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -201,6 +206,97 @@ fn print(arg: &SchemaArg) -> ExitCode {
         }
         None => ExitCode::FAILURE,
     }
+}
+
+/// The plan on stdout; a query the server would refuse is refused here the same way (exit 1).
+async fn plan(args: &PlanArgs) -> ExitCode {
+    let opts = fanout::Options {
+        default_timeout: args.default_timeout,
+        request_timeout: args.request_timeout,
+        ..fanout::Options::default()
+    };
+    let Some(gw) = load(&args.schema, opts, &gateway::process_env) else {
+        return ExitCode::FAILURE;
+    };
+    let mut request = async_graphql::Request::new(args.query.clone());
+    if let Some(name) = &args.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(text) = &args.variables {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v @ serde_json::Value::Object(_)) => {
+                request = request.variables(async_graphql::Variables::from_json(v));
+            }
+            _ => {
+                eprintln!("error: --variables must be a JSON object, e.g. '{{\"id\": \"1\"}}'");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match fanout::call_plan::plan(&gw, request).await {
+        Ok(plan) => {
+            match args.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).expect("a plan always serializes")
+                ),
+                Format::Human => print!("{}", fanout::call_plan::to_text(&plan)),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(refused) => {
+            for e in &refused.errors {
+                eprintln!("error: {}", e.message);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The schema on stdout; notes, the summary and any problem on stderr. The output is loaded
+/// as `fanout check` would load it, so a schema that would not pass is never printed.
+fn import_openapi(args: &ImportOpenapiArgs) -> ExitCode {
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = fanout::import::Options {
+        upstream: args.upstream.clone(),
+        base_url: args.base_url.clone(),
+        source: args.file.display().to_string(),
+    };
+    let out = match fanout::import::openapi(&text, &opts) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    for note in &out.notes {
+        eprintln!("{note}");
+    }
+    if let Err(diags) = Gateway::load(&out.sdl, fanout::Options::default(), &|_| None) {
+        for d in &diags {
+            eprint!("{}", d.render("<generated schema>", &out.sdl));
+        }
+        eprintln!(
+            "error: the generated schema does not pass `fanout check`; this is a bug in fanout import"
+        );
+        return ExitCode::FAILURE;
+    }
+    print!("{}", out.sdl);
+    eprintln!(
+        "fanout import: {} query field(s), {} mutation(s), {} type(s), {} proposed link(s) (marked `# proposed`); {} note(s) above",
+        out.query_fields,
+        out.mutation_fields,
+        out.types,
+        out.proposals,
+        out.notes.len()
+    );
+    ExitCode::SUCCESS
 }
 
 async fn demo_services(args: DemoServicesArgs) -> ExitCode {

@@ -24,6 +24,10 @@ use crate::{gateway::Gateway, reload::Live};
 /// The request header that asks for the list of upstream calls in `extensions.fanout`.
 pub const TRACE_HEADER: &str = "x-fanout-trace";
 
+/// The request header that asks for the plan of upstream calls instead of making them
+/// (`extensions.fanoutPlan`; see [`crate::call_plan`]).
+pub const PLAN_HEADER: &str = "x-fanout-plan";
+
 /// Options of the HTTP layer.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
@@ -46,6 +50,8 @@ pub struct HttpOptions {
     /// A request body must have arrived whole this long after its headers, or the request is
     /// answered 408 (and the connection closed); `None`: no limit.
     pub body_read_timeout: Option<std::time::Duration>,
+    /// Answer [`PLAN_HEADER`] requests with the plan (the development profile).
+    pub allow_plan: bool,
 }
 
 impl Default for HttpOptions {
@@ -60,6 +66,7 @@ impl Default for HttpOptions {
             graphiql_dir: None,
             trusted_proxies: Vec::new(),
             body_read_timeout: Some(std::time::Duration::from_secs(10)),
+            allow_plan: false,
         }
     }
 }
@@ -361,8 +368,12 @@ async fn execute_batch(st: &AppState, requests: Vec<Request>, headers: HeaderMap
 }
 
 fn wants_trace(headers: &HeaderMap) -> bool {
+    asks(headers, TRACE_HEADER)
+}
+
+fn asks(headers: &HeaderMap, header: &str) -> bool {
     headers
-        .get(TRACE_HEADER)
+        .get(header)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| !matches!(v, "" | "0" | "false"))
 }
@@ -596,6 +607,12 @@ fn is_mutation(request: &Request, limits: &crate::schema::Limits) -> bool {
 }
 
 async fn execute(st: &AppState, request: Request, headers: HeaderMap, media: Media) -> Response {
+    if st.opts.allow_plan && asks(&headers, PLAN_HEADER) {
+        return respond(
+            crate::call_plan::respond(&st.live.get(), request).await,
+            media,
+        );
+    }
     let trace = wants_trace(&headers);
     let resp = run(&st.live.get(), request, headers, trace).await;
     respond(resp, media)
