@@ -122,7 +122,9 @@ impl BatchLoader {
                     .collect();
             }
         };
-        let Some(Json::Array(items)) = lookup(&body, &group.select) else {
+        // Items are moved out of the answer, not copied, unless another request shares it.
+        let body = Arc::try_unwrap(body).unwrap_or_else(|shared| (*shared).clone());
+        let Some(Json::Array(items)) = take(body, &group.select) else {
             let e = FieldError::bad_response(Some(&up), "a batch response must be a JSON list");
             return keys
                 .into_iter()
@@ -134,15 +136,26 @@ impl BatchLoader {
         let mut found: FastHashMap<&str, Option<Arc<Json>>> =
             keys.iter().map(|k| (&*k.text, None)).collect();
         for item in items {
-            let Some(text) = lookup(item, &group.match_path).and_then(key_text) else {
+            let Some(text) = lookup(&item, &group.match_path).and_then(key_text) else {
                 continue;
             };
             if let Some(slot @ None) = found.get_mut(text.as_str()) {
-                *slot = Some(Arc::new(item.clone()));
+                *slot = Some(Arc::new(item));
             }
         }
         keys.into_iter()
             .map(|k| (k.clone(), Ok(found.get(&*k.text).cloned().flatten())))
             .collect()
     }
+}
+
+/// The value at `path` inside `value`, taken out of it.
+fn take(mut value: Json, path: &[String]) -> Option<Json> {
+    for key in path {
+        value = match value {
+            Json::Object(mut map) => map.remove(key)?,
+            _ => return None,
+        };
+    }
+    Some(value)
 }
