@@ -122,6 +122,17 @@ pub fn load(source: &str, opts: &LoadOptions<'_>) -> (Option<Bindings>, Vec<Diag
                 .hint("remove the subscription root");
         }
     }
+    // Without a schema definition the root types go by their names, `Subscription` too.
+    if !schema_defs.iter().any(|s| !s.node.extend)
+        && let Some(sub) = type_defs.get("Subscription")
+    {
+        ck.error(
+            sub[0].pos,
+            "type `Subscription` is the subscription root, and Fanout serves queries and \
+             mutations only",
+        )
+        .hint("remove it; if it is an ordinary type, give it another name");
+    }
     let query = query
         .map(|q| q.node.to_string())
         .unwrap_or_else(|| "Query".into());
