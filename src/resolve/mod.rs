@@ -171,6 +171,11 @@ impl Exec {
         let mut ours = std::mem::take(&mut *self.errors.lock().expect("errors lock poisoned"));
         ours.sort_by(|a, b| path_order(&a.path, &b.path));
         resp.errors.extend(ours);
+        // A root selection that `@skip`/`@include` left empty is an empty object (spec 6.3);
+        // the engine answers null for it. Null data always comes with an error otherwise.
+        if resp.data == ConstValue::Null && resp.errors.is_empty() {
+            resp.data = ConstValue::Object(Default::default());
+        }
         if let Some(trace) = &self.calls.trace {
             let value = serde_json::json!({ "calls": trace.calls() });
             let mut ext = BTreeMap::new();

@@ -21,5 +21,6 @@ mod proxy;
 mod reload;
 mod resilience;
 mod smoke;
+mod spec;
 mod support;
 mod url_safety;
