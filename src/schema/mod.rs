@@ -127,7 +127,7 @@ fn register(builder: SchemaBuilder, def: &crate::sdl::TypeDef, is_root: bool) ->
                     EnumItem::description,
                 );
                 if let Some(reason) = &v.deprecation {
-                    item = item.deprecation(reason.as_deref());
+                    item = item.deprecation(Some(deprecation_reason(reason)));
                 }
                 e = e.item(item);
             }
@@ -155,12 +155,18 @@ fn field(f: &FieldDef, is_root: bool) -> Field {
     };
     field = with_desc(field, f.description.as_deref(), Field::description);
     if let Some(reason) = &f.deprecation {
-        field = field.deprecation(reason.as_deref());
+        field = field.deprecation(Some(deprecation_reason(reason)));
     }
     for a in &f.args {
         field = field.argument(input_value(a));
     }
     field
+}
+
+/// `@deprecated` without a reason has the spec's default one (3.13.3): clients read a null
+/// `deprecationReason` as "not deprecated".
+fn deprecation_reason(reason: &Option<String>) -> &str {
+    reason.as_deref().unwrap_or("No longer supported")
 }
 
 fn input_value(a: &InputValueDef) -> InputValue {

@@ -25,3 +25,38 @@ async fn a_root_selection_left_empty_by_skip_is_an_empty_object() {
     }
     assert_eq!(mock.count(), 0);
 }
+
+/// Spec 3.13.3: `@deprecated` without a reason has the reason "No longer supported".
+#[tokio::test]
+async fn deprecated_without_a_reason_introspects_with_the_default_reason() {
+    let schema = r#"
+        type Query {
+          old: String @deprecated
+          older: String @deprecated(reason: "use new")
+          new: String
+          mood: Mood
+        }
+        enum Mood { HAPPY SAD @deprecated }
+    "#;
+    let fanout = Fanout::start(schema).await;
+    let resp = fanout
+        .query(
+            r#"{ __type(name: "Query") { fields(includeDeprecated: true) { name isDeprecated deprecationReason } }
+                 mood: __type(name: "Mood") { enumValues(includeDeprecated: true) { name deprecationReason } } }"#,
+        )
+        .await;
+    assert_eq!(
+        resp["data"]["__type"]["fields"],
+        json!([
+            {"name": "old", "isDeprecated": true, "deprecationReason": "No longer supported"},
+            {"name": "older", "isDeprecated": true, "deprecationReason": "use new"},
+            {"name": "new", "isDeprecated": false, "deprecationReason": null},
+            {"name": "mood", "isDeprecated": false, "deprecationReason": null},
+        ]),
+        "{resp}"
+    );
+    assert_eq!(
+        resp["data"]["mood"]["enumValues"][1],
+        json!({"name": "SAD", "deprecationReason": "No longer supported"})
+    );
+}
