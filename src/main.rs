@@ -6,7 +6,7 @@ use clap::Parser;
 use fanout::{
     Gateway,
     config::{CheckArgs, Cli, Command, DemoServicesArgs, Format, LogFormat, SchemaArg, ServeArgs},
-    demo, gateway, http, reload, sdl, server,
+    demo, gateway, http, observe, reload, sdl, server,
 };
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -245,6 +245,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let Some(gw) = load(&args.schema, args.options(), &*env) else {
         return ExitCode::FAILURE;
     };
+    match observe::otel::Config::from_env(gateway::process_env) {
+        Ok(None) => {}
+        Ok(Some(config)) => {
+            if let Err(e) = observe::otel::init(&config) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            tracing::info!(protocol = ?config.protocol, service = %config.service_name, "exporting traces over OTLP");
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if let Err(e) = http::edge::cors(&args.cors_origin, args.cors_credentials) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
@@ -305,7 +319,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
         tracing::info!(grace = ?grace, "draining: finishing in-flight requests");
     };
-    match server::serve_with(listener, app, shutdown, &opts).await {
+    let served = server::serve_with(listener, app, shutdown, &opts).await;
+    // The spans of the last requests, sent while the process can still wait a little.
+    observe::otel::shutdown(std::time::Duration::from_secs(5)).await;
+    match served {
         Ok(server::Drain::Complete) => {
             tracing::info!("drained; bye");
             ExitCode::SUCCESS
