@@ -102,7 +102,12 @@ async fn run(cli: Cli) -> ExitCode {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        // Colours only for a terminal: a log file or collector gets plain `key=value` text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        tracing_subscriber::fmt()
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init();
     }
     match cli.command {
         Some(Command::Check(args)) => check(&args),

@@ -78,13 +78,14 @@ pub async fn request_id(
         client = Some(info.addr);
         req.extensions_mut().insert(info);
     }
-    let trace = observe::otel::server(req.headers());
+    // The router's path: without the prefix.
+    let route = observe::route_of(req.uri().path());
+    let trace = observe::otel::server(req.headers(), !observe::is_probe(route));
     let observed = observe::Request::new(
         id.to_str().unwrap_or_default().to_owned(),
         req.method().clone(),
         full_path,
-        // The router's path: without the prefix.
-        observe::route_of(req.uri().path()),
+        route,
         client,
         trace,
     );

@@ -1,4 +1,5 @@
-//! The logs: one `info` line per request ("request done"), upstream failures at `warn`.
+//! The logs: one `info` line per request ("request done"; for `/healthz`, `/readyz` and
+//! `/metrics` at `debug`), upstream failures at `warn`.
 //!
 //! The request line is written inside the request's span, so in the text format it reads
 //! `request{id=… method=… path=… client=…}: request done status=… ms=… …` and in JSON the
@@ -41,22 +42,35 @@ impl Observer for Logs {
 
     fn request(&self, e: &RequestEvent<'_>) {
         let codes = e.graphql.codes.join(",");
+        let names = e.operation_names();
+        let ty = e.operation_type();
         let trace_id = e
             .request
             .trace
             .as_ref()
             .filter(|t| t.exported)
-            .map(|t| t.context.trace_id().to_string());
-        tracing::info!(
-            status = e.status,
-            ms = super::ms(e.duration),
-            operation = e.operation_names(),
-            operation_type = e.operation_type(),
-            codes = %codes,
-            upstream_calls = e.upstream_calls,
-            request_id = %e.request.id,
-            trace_id,
-            "request done"
-        );
+            .map(|t| t.context.trace_id());
+        macro_rules! line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    status = e.status,
+                    ms = super::ms(e.duration),
+                    operation = names.as_deref().map(tracing::field::display),
+                    operation_type = ty.as_deref().map(tracing::field::display),
+                    codes = %codes,
+                    upstream_calls = e.upstream_calls,
+                    request_id = %e.request.id,
+                    trace_id = trace_id.map(tracing::field::display),
+                    "request done"
+                )
+            };
+        }
+        // Probes and scrapes come every few seconds: their lines only at debug.
+        if super::is_probe(e.request.route) {
+            line!(tracing::Level::DEBUG);
+        } else {
+            line!(tracing::Level::INFO);
+        }
     }
 }

@@ -206,6 +206,12 @@ pub fn route_of(path: &str) -> &'static str {
     }
 }
 
+/// Whether a route is a health probe or the metrics scrape: requests a load balancer and
+/// Prometheus send every few seconds, logged at debug and not traced.
+pub fn is_probe(route: &str) -> bool {
+    matches!(route, "/healthz" | "/readyz" | "/metrics")
+}
+
 /// One GraphQL operation answered for the current request: its outcome and error codes go
 /// into the request's event. `name` is the operation name the client gave, for operations
 /// Fanout's resolvers never saw (introspection only).

@@ -262,9 +262,9 @@ impl Injector for HeadersMut<'_> {
 const TRACEPARENT: &str = "traceparent";
 
 /// The trace of a request that arrives with `headers`: its server span, a child of the
-/// client's `traceparent` if it sent a valid one. Without export, the client's context
-/// itself (to pass on), or `None`.
-pub fn server(headers: &HeaderMap) -> Option<TraceCtx> {
+/// client's `traceparent` if it sent a valid one. Without export, or when the request is not
+/// `traced` (a probe), the client's context itself (to pass on), or `None`.
+pub fn server(headers: &HeaderMap, traced: bool) -> Option<TraceCtx> {
     let parent = headers
         .contains_key(TRACEPARENT)
         .then(|| {
@@ -272,7 +272,7 @@ pub fn server(headers: &HeaderMap) -> Option<TraceCtx> {
             cx.span().span_context().clone()
         })
         .filter(SpanContext::is_valid);
-    let Some(exporter) = EXPORTER.get() else {
+    let Some(exporter) = EXPORTER.get().filter(|_| traced) else {
         return parent.map(|context| TraceCtx {
             context,
             parent: None,
@@ -573,7 +573,7 @@ mod tests {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         h.insert("traceparent", HeaderValue::from_static(tp));
         h.insert("tracestate", HeaderValue::from_static("vendor=1"));
-        let req = server(&h).expect("a valid traceparent");
+        let req = server(&h, true).expect("a valid traceparent");
         assert!(!req.exported);
         let call = client(Some(&req)).unwrap();
         let mut out = HeaderMap::new();
@@ -581,8 +581,8 @@ mod tests {
         assert_eq!(out["traceparent"], tp);
         assert_eq!(out["tracestate"], "vendor=1");
         // No traceparent, or a malformed one: nothing to pass on.
-        assert!(server(&HeaderMap::new()).is_none());
+        assert!(server(&HeaderMap::new(), true).is_none());
         h.insert("traceparent", HeaderValue::from_static("00-xyz-01"));
-        assert!(server(&h).is_none());
+        assert!(server(&h, true).is_none());
     }
 }
