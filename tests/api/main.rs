@@ -20,4 +20,5 @@ mod reload;
 mod resilience;
 mod smoke;
 mod support;
+mod telemetry;
 mod url_safety;
