@@ -10,6 +10,8 @@
 //! - [`resolve`]: plans the query and completes every field, concurrently, with deadlines.
 //! - [`upstream`]: renders and sends REST calls; deduplication and batching.
 //! - [`error`]: what a failed field looks like to the client.
+//! - [`observe`]: every upstream call and request as one event, for the trace record,
+//!   Prometheus, OpenTelemetry and the logs.
 //! - [`metrics`]: counters behind `/metrics`.
 //! - [`reload`]: a new schema for new requests, without a restart.
 //! - [`server`]: bind, serve, drain.
@@ -25,6 +27,7 @@ pub mod gateway;
 pub mod http;
 pub mod import;
 pub mod metrics;
+pub mod observe;
 pub mod reload;
 pub mod resolve;
 pub mod schema;

@@ -9,7 +9,7 @@ use fanout::{
         CheckArgs, Cli, Command, DemoServicesArgs, Format, ImportCommand, ImportOpenapiArgs,
         LogFormat, PlanArgs, SchemaArg, ServeArgs,
     },
-    demo, gateway, http, reload, sdl, server,
+    demo, gateway, http, observe, reload, sdl, server,
 };
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -105,7 +105,12 @@ async fn run(cli: Cli) -> ExitCode {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        // Colours only for a terminal: a log file or collector gets plain `key=value` text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        tracing_subscriber::fmt()
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init();
     }
     match cli.command {
         Some(Command::Check(args)) => check(&args),
@@ -341,6 +346,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let Some(gw) = load(&args.schema, args.options(), &*env) else {
         return ExitCode::FAILURE;
     };
+    match observe::otel::Config::from_env(gateway::process_env) {
+        Ok(None) => {}
+        Ok(Some(config)) => {
+            if let Err(e) = observe::otel::init(&config) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            tracing::info!(protocol = ?config.protocol, service = %config.service_name, "exporting traces over OTLP");
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if let Err(e) = http::edge::cors(&args.cors_origin, args.cors_credentials) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
@@ -401,7 +420,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
         tracing::info!(grace = ?grace, "draining: finishing in-flight requests");
     };
-    match server::serve_with(listener, app, shutdown, &opts).await {
+    let served = server::serve_with(listener, app, shutdown, &opts).await;
+    // The spans of the last requests, sent while the process can still wait a little.
+    observe::otel::shutdown(std::time::Duration::from_secs(5)).await;
+    match served {
         Ok(server::Drain::Complete) => {
             tracing::info!("drained; bye");
             ExitCode::SUCCESS

@@ -297,6 +297,11 @@ impl Connections {
             }
         };
         if let Err(e) = result {
+            // hyper answers a request head it cannot take itself, before any route runs.
+            if matches!(version, Version::H1) && e.is_parse() {
+                let status = if e.is_parse_too_large() { 431 } else { 400 };
+                crate::metrics::METRICS.response("none", status);
+            }
             tracing::debug!(%peer, "connection closed: {e}");
         }
     }

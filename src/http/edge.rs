@@ -7,13 +7,15 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, OriginalUri, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method, header},
     middleware::Next,
     response::Response,
 };
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
+
+use crate::observe;
 
 /// Taken from the client when it is a safe id (see [`safe_request_id`]), else generated; sent
 /// to every upstream call of the request, written in its log lines, and returned in the
@@ -35,8 +37,10 @@ pub fn safe_request_id(v: &HeaderValue) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
 }
 
-/// Makes sure the request has an id, works out the client's address (see [`client_info`]),
-/// and runs the request inside a log span carrying both.
+/// Makes sure the request has an id, works out the client's address (see [`client_info`])
+/// and its trace context, and runs the request inside a log span carrying them, as the
+/// current [`observe::Request`]. When it is answered (or the client gives up: 499), the
+/// request's event goes to every observer: the `info` line, the metrics, the server span.
 pub async fn request_id(
     State(trusted): State<Arc<[IpNet]>>,
     mut req: Request,
@@ -50,34 +54,82 @@ pub async fn request_id(
             id
         }
     };
+    // Under `--path-prefix`, the path the client asked for.
+    let full_path = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| req.uri().path(), |u| u.0.path())
+        .to_owned();
     let span = tracing::info_span!(
         "request",
         id = %id.to_str().unwrap_or_default(),
         method = %req.method(),
-        path = %req.uri().path(),
+        path = %full_path,
         client = tracing::field::Empty,
     );
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let mut client = None;
     if let Some(peer) = peer {
         let info = client_info(peer, req.headers(), &trusted);
         span.record("client", tracing::field::display(info.addr));
+        client = Some(info.addr);
         req.extensions_mut().insert(info);
     }
-    let started = std::time::Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
-    span.in_scope(|| {
-        tracing::debug!(
-            status = resp.status().as_u16(),
-            ms = started.elapsed().as_millis() as u64,
-            "request done"
-        );
-    });
+    // The router's path: without the prefix.
+    let route = observe::route_of(req.uri().path());
+    let trace = observe::otel::server(req.headers(), !observe::is_probe(route));
+    let observed = observe::Request::new(
+        id.to_str().unwrap_or_default().to_owned(),
+        req.method().clone(),
+        full_path,
+        route,
+        client,
+        trace,
+    );
+    let answer = Answer::new(observed.clone(), span.clone());
+    let mut resp = observed.scope(next.run(req)).instrument(span).await;
+    answer.finish(resp.status().as_u16());
     resp.headers_mut().insert(REQUEST_ID, id);
     resp
 }
+
+/// Counts a request in flight until it is answered, and then hands its event to the
+/// observers. Dropped unanswered, the client closed the connection first: 499, as nginx
+/// logs it.
+struct Answer {
+    request: Arc<observe::Request>,
+    span: tracing::Span,
+    status: Option<u16>,
+}
+
+impl Answer {
+    fn new(request: Arc<observe::Request>, span: tracing::Span) -> Self {
+        crate::metrics::METRICS.in_flight(1);
+        Answer {
+            request,
+            span,
+            status: None,
+        }
+    }
+
+    fn finish(mut self, status: u16) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        crate::metrics::METRICS.in_flight(-1);
+        let status = self.status.unwrap_or(CLIENT_CLOSED);
+        self.span.in_scope(|| self.request.finish(status));
+    }
+}
+
+/// nginx's status for a request whose client closed the connection before the answer.
+const CLIENT_CLOSED: u16 = 499;
 
 /// Who sent a request, as far as Fanout can tell; in the request's extensions when the
 /// server was started with connect info (as [`crate::server::serve`] does).

@@ -135,7 +135,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
     axum::Json(body).into_response()
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
+async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let (ok, refused) = st.live.reloads();
     let version = st.live.version();
     let text = format!(
@@ -149,9 +149,29 @@ fanout_schema_reloads_total{{result=\"refused\"}} {refused}
 "
     );
     let mut text = text;
-    crate::metrics::METRICS.render(&mut text);
+    let gw = st.live.get();
+    let breakers: Vec<_> = gw
+        .upstreams
+        .iter()
+        .map(|up| (&*up.name, up.breaker_state()))
+        .collect();
+    crate::metrics::METRICS.render(&mut text, &breakers);
+    if wants_openmetrics(&headers) {
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        let text = crate::metrics::to_openmetrics(&text);
+        return ([(header::CONTENT_TYPE, content_type)], text).into_response();
+    }
     let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
     (content_type, text).into_response()
+}
+
+/// Whether the scraper names OpenMetrics, and likes it at least as much as the text format
+/// (Prometheus asks for both; `*/*` alone gets the text format).
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    let ranges = media_ranges(&accept(headers));
+    let om = acceptance(&ranges, "application", "openmetrics-text").filter(|(_, s, _)| *s == 2);
+    let text = acceptance(&ranges, "text", "plain");
+    om.is_some_and(|(q, _, _)| text.is_none_or(|(t, _, _)| q >= t))
 }
 
 /// The media types Fanout answers a GraphQL request with; always UTF-8.
@@ -618,9 +638,9 @@ async fn execute(st: &AppState, request: Request, headers: HeaderMap, media: Med
     respond(resp, media)
 }
 
-/// Executes one request and counts it in the metrics by outcome.
+/// Executes one request, and notes its outcome and error codes for the request's event.
 async fn run(gw: &Arc<Gateway>, request: Request, headers: HeaderMap, trace: bool) -> GqlResponse {
-    let start = std::time::Instant::now();
+    let name = request.operation_name.clone();
     let resp = gw.execute(request, headers, trace).await;
     let outcome = if is_request_error(&resp) {
         "request_error"
@@ -629,7 +649,7 @@ async fn run(gw: &Arc<Gateway>, request: Request, headers: HeaderMap, trace: boo
     } else {
         "field_errors"
     };
-    crate::metrics::METRICS.request(outcome, start.elapsed());
+    crate::observe::answered(&resp, outcome, name);
     resp
 }
 

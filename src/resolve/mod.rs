@@ -32,7 +32,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::{
     gateway::Gateway,
     upstream::{
-        self, Calls, Trace,
+        Calls, Trace,
         batch::{BatchLoader, Batcher},
     },
 };
@@ -61,7 +61,8 @@ pub struct Exec {
 
 impl Exec {
     pub fn new(gw: Arc<Gateway>, client_headers: HeaderMap, trace: bool) -> Self {
-        let trace: Trace = trace.then(upstream::TraceLog::new);
+        // The request's trace and log context, which every upstream call carries.
+        let trace: Trace = crate::observe::Operation::current(trace, gw.options.debug_errors);
         let cancel = CancellationToken::new();
         let loader = BatchLoader {
             trace: trace.clone(),
@@ -90,6 +91,9 @@ impl Exec {
             _ => bindings.query.as_str(),
         };
         let roots = self.roots.get_or_init(|| {
+            let op = &ctx.query_env;
+            let name = op.operation_name.as_deref();
+            self.calls.trace.selected(op.operation.node.ty, name);
             Planner {
                 bindings,
                 operation: &ctx.query_env.operation.node,
@@ -176,8 +180,8 @@ impl Exec {
         if resp.data == ConstValue::Null && resp.errors.is_empty() {
             resp.data = ConstValue::Object(Default::default());
         }
-        if let Some(trace) = &self.calls.trace {
-            let value = serde_json::json!({ "calls": trace.calls() });
+        if let Some(record) = &self.calls.trace.record {
+            let value = serde_json::json!({ "calls": record.calls() });
             let mut ext = BTreeMap::new();
             ext.insert(
                 "fanout".to_owned(),

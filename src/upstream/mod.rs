@@ -9,7 +9,7 @@ pub mod resilience;
 
 use std::{
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures::{
@@ -18,13 +18,12 @@ use futures::{
 };
 use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use reqwest::Method;
-use serde::Serialize;
 use serde_json::Value as Json;
 use url::Url;
 
-use crate::metrics::METRICS;
 use crate::{
     error::{ErrorKind, FieldError},
+    observe::{self, CallEvent, Operation, Share, otel::TraceCtx},
     sdl::{HeaderRule, RestBinding, Upstream, template::Scope},
 };
 use resilience::Runtime;
@@ -43,6 +42,8 @@ pub struct CallSpec {
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Option<Json>,
+    /// The field it serves, as `Type.field`.
+    pub field: Arc<str>,
     /// When Fanout stops waiting; sent as [`DEADLINE_HEADER`]. Not part of the dedup key.
     pub deadline: Option<tokio::time::Instant>,
 }
@@ -80,64 +81,9 @@ impl CallSpec {
     }
 }
 
-/// What the `x-fanout-trace` extension shows about one upstream call.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CallRecord {
-    pub upstream: String,
-    pub method: String,
-    pub path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch_size: Option<usize>,
-    /// The batch field a batch call served, as `Type.field`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch_field: Option<String>,
-    /// How long a batch call's keys waited after their last producer answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keys_waited_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// When the call started, in milliseconds since the client request began.
-    pub start_ms: f64,
-    pub duration_ms: f64,
-    pub deduplicated: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'static str>,
-}
-
-/// Where call records go when the client asked for a trace.
-pub type Trace = Option<Arc<TraceLog>>;
-
-pub struct TraceLog {
-    start: Instant,
-    calls: Mutex<Vec<CallRecord>>,
-}
-
-impl TraceLog {
-    /// A log for a client request that begins now.
-    pub fn new() -> Arc<Self> {
-        Arc::new(TraceLog {
-            start: Instant::now(),
-            calls: Mutex::default(),
-        })
-    }
-
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.calls.lock().expect("trace lock poisoned").clone()
-    }
-}
-
-/// Records a call that started at `start`, when the client asked for a trace (`rec` is only
-/// built then).
-fn record(trace: &Trace, start: Instant, rec: impl FnOnce() -> CallRecord) {
-    if let Some(t) = trace {
-        let rec = CallRecord {
-            start_ms: ms(start.saturating_duration_since(t.start)),
-            ..rec()
-        };
-        t.calls.lock().expect("trace lock poisoned").push(rec);
-    }
-}
+/// The operation an upstream call serves: its request, its trace, and its `x-fanout-trace`
+/// record if the client asked for one.
+pub type Trace = Arc<Operation>;
 
 /// Builds the request for one field. `Ok(None)` when a path expression is null or absent:
 /// there is nothing to fetch and the field is null.
@@ -205,6 +151,7 @@ pub fn render(
         url,
         headers,
         body,
+        field: Arc::from(rest.field.as_str()),
         deadline: None,
     }))
 }
@@ -296,7 +243,13 @@ enum Get {
     Done(Result<Arc<Json>, FieldError>),
 }
 
-/// The upstream calls of one client request.
+/// A GET in flight that other client requests may join (`coalesce`), and its span.
+pub(crate) struct InFlight {
+    call: WeakShared<CallFuture>,
+    span: Option<TraceCtx>,
+}
+
+/// The upstream calls of one operation.
 pub struct Calls {
     gets: Mutex<crate::FastHashMap<String, Get>>,
     pub trace: Trace,
@@ -314,76 +267,79 @@ impl Calls {
     /// when its upstream coalesces, one in flight for any request).
     pub async fn call(&self, spec: CallSpec) -> Result<Arc<Json>, FieldError> {
         if spec.method != Method::GET {
-            return send(spec, self.trace.clone(), None).await;
+            let span = observe::otel::client(self.trace.request.trace.as_ref());
+            return send(spec, self.trace.clone(), None, span).await;
         }
         let key = spec.dedup_key();
-        let (shared, joined) = {
+        let (shared, share) = {
             let mut gets = self.gets.lock().expect("dedup lock poisoned");
             let mine = match gets.get(&key) {
-                Some(Get::Done(result)) => return self.reused(&spec, result.clone()),
+                Some(Get::Done(result)) => {
+                    let result = result.clone();
+                    drop(gets);
+                    joined(
+                        &self.trace,
+                        &spec,
+                        None,
+                        Share::Deduplicated,
+                        Instant::now(),
+                        &result,
+                    );
+                    return result;
+                }
                 Some(Get::InFlight(weak)) => weak.upgrade(),
                 None => None,
             };
-            let (shared, joined) = match mine {
-                Some(shared) => (shared, true),
+            let (shared, share) = match mine {
+                Some(shared) => (shared, Some(Share::Deduplicated)),
                 None => coalesced(&spec, &key, &self.trace, None),
             };
             if let Some(weak) = shared.downgrade() {
                 gets.insert(key.clone(), Get::InFlight(weak));
             }
-            (shared, joined)
+            (shared, share)
         };
-        if joined {
-            note_dedup(&self.trace, &spec, None);
-        }
+        let started = Instant::now();
         let result = shared.await;
-        self.finish(key, result)
-    }
-
-    fn finish(
-        &self,
-        key: String,
-        result: Result<Arc<Json>, FieldError>,
-    ) -> Result<Arc<Json>, FieldError> {
+        if let Some(share) = share {
+            joined(&self.trace, &spec, None, share, started, &result);
+        }
         let mut gets = self.gets.lock().expect("dedup lock poisoned");
         gets.insert(key, Get::Done(result.clone()));
-        result
-    }
-
-    fn reused(
-        &self,
-        spec: &CallSpec,
-        result: Result<Arc<Json>, FieldError>,
-    ) -> Result<Arc<Json>, FieldError> {
-        note_dedup(&self.trace, spec, None);
         result
     }
 }
 
 /// A call other client requests may join while it is in flight, when its upstream
-/// coalesces: the identical one already in flight, or a new one they can find.
-/// `(call, joined)`.
+/// coalesces: the identical one already in flight, or a new one they can find. The call,
+/// and how this request shares it when it joined one.
 fn coalesced(
     spec: &CallSpec,
     key: &str,
     trace: &Trace,
     batch: Option<BatchCall>,
-) -> (Shared<CallFuture>, bool) {
-    let start =
-        || -> Shared<CallFuture> { send(spec.clone(), trace.clone(), batch).boxed().shared() };
+) -> (Shared<CallFuture>, Option<Share>) {
+    let span = observe::otel::client(trace.request.trace.as_ref());
+    let start = |span: Option<TraceCtx>| -> Shared<CallFuture> {
+        send(spec.clone(), trace.clone(), batch, span)
+            .boxed()
+            .shared()
+    };
     let Some(global) = &spec.up.coalesce else {
-        return (start(), false);
+        return (start(span), None);
     };
     let mut global = global.lock().expect("coalesce lock poisoned");
-    if let Some(theirs) = global.get(key).and_then(WeakShared::upgrade) {
-        return (theirs, true);
+    if let Some(theirs) = global.get(key)
+        && let Some(call) = theirs.call.upgrade()
+    {
+        return (call, Some(Share::Coalesced(theirs.span.clone())));
     }
-    let fut = start();
+    let fut = start(span.clone());
     if let Some(weak) = fut.downgrade() {
-        global.retain(|_, w| w.upgrade().is_some());
-        global.insert(key.to_owned(), weak);
+        global.retain(|_, w| w.call.upgrade().is_some());
+        global.insert(key.to_owned(), InFlight { call: weak, span });
     }
-    (fut, false)
+    (fut, None)
 }
 
 /// Sends a batch chunk; a GET to an upstream that coalesces is shared with identical chunks
@@ -394,31 +350,48 @@ pub(crate) async fn shared_call(
     batch: Option<BatchCall>,
 ) -> Result<Arc<Json>, FieldError> {
     if spec.method != Method::GET || spec.up.coalesce.is_none() {
-        return send(spec, trace, batch).await;
+        let span = observe::otel::client(trace.request.trace.as_ref());
+        return send(spec, trace, batch, span).await;
     }
     let key = spec.dedup_key();
     let size = batch.as_ref().map(|b| b.size);
-    let (shared, joined) = coalesced(&spec, &key, &trace, batch);
-    if joined {
-        note_dedup(&trace, &spec, size);
+    let (shared, share) = coalesced(&spec, &key, &trace, batch);
+    let started = Instant::now();
+    let result = shared.await;
+    if let Some(share) = share {
+        joined(&trace, &spec, size, share, started, &result);
     }
-    shared.await
+    result
 }
 
-fn note_dedup(trace: &Trace, spec: &CallSpec, batch_size: Option<usize>) {
-    METRICS.deduplicated();
-    record(trace, Instant::now(), || CallRecord {
-        upstream: spec.up.name.to_string(),
-        method: spec.method.to_string(),
-        path: spec.url.path().to_owned(),
-        batch_size,
-        batch_field: None,
-        keys_waited_ms: None,
+/// The event of a request's use of an identical call made for it or another request.
+fn joined(
+    trace: &Trace,
+    spec: &CallSpec,
+    batch_size: Option<usize>,
+    share: Share,
+    started: Instant,
+    result: &Result<Arc<Json>, FieldError>,
+) {
+    let batch = batch_size.map(|size| BatchCall {
+        size,
+        field: spec.field.clone(),
+        waited: Duration::ZERO,
+    });
+    observe::call_done(&CallEvent {
+        op: trace,
+        upstream: &spec.up.name,
+        method: &spec.method,
+        url: &spec.url,
+        field: &spec.field,
+        batch: batch.as_ref(),
+        share,
+        attempts: 0,
+        started,
+        duration: started.elapsed(),
         status: None,
-        start_ms: 0.0,
-        duration_ms: 0.0,
-        deduplicated: true,
-        error: None,
+        error: result.as_ref().err(),
+        span: None,
     });
 }
 
@@ -436,24 +409,28 @@ pub struct BatchCall {
 pub const DEADLINE_HEADER: &str = "x-fanout-deadline-ms";
 
 /// Sends one request, with retries and the breaker of its upstream, and reads its JSON.
-/// Errors name the upstream; URLs and bodies go only into `detail`, which clients see with
-/// debug errors on.
+/// `span` is the call's trace context, sent as its `traceparent`. Errors name the upstream;
+/// URLs and bodies go only into `detail`, which clients see with debug errors on.
 pub async fn send(
-    spec: CallSpec,
+    mut spec: CallSpec,
     trace: Trace,
     batch: Option<BatchCall>,
+    span: Option<TraceCtx>,
 ) -> Result<Arc<Json>, FieldError> {
     let up = spec.up.clone();
+    if let Some(span) = &span {
+        observe::otel::inject(span, &mut spec.headers);
+    }
     let start = Instant::now();
     let mut attempts = 0;
     up.earn_retry();
     let mut last: Option<Attempt> = None;
     let (status, result) = loop {
-        attempts += 1;
         if let Err(open) = up.admit() {
             // The breaker opened: report the last real answer if there was one.
             break last.unwrap_or((None, Err(open)));
         }
+        attempts += 1;
         let (status, result) = match spec.deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, attempt(&spec)).await {
                 Ok(r) => r,
@@ -477,28 +454,21 @@ pub async fn send(
         last = Some((status, result));
         tokio::time::sleep(resilience::backoff(attempts)).await;
     };
-    let batch_size = batch.as_ref().map(|b| b.size);
-    record(&trace, start, || CallRecord {
-        upstream: up.name.to_string(),
-        method: spec.method.to_string(),
-        path: spec.url.path().to_owned(),
-        batch_size,
-        batch_field: batch.as_ref().map(|b| b.field.to_string()),
-        keys_waited_ms: batch.as_ref().map(|b| ms(b.waited)),
+    observe::call_done(&CallEvent {
+        op: &trace,
+        upstream: &up.name,
+        method: &spec.method,
+        url: &spec.url,
+        field: &spec.field,
+        batch: batch.as_ref(),
+        share: Share::Sent,
+        attempts,
+        started: start,
+        duration: start.elapsed(),
         status,
-        start_ms: 0.0,
-        duration_ms: ms(start.elapsed()),
-        deduplicated: false,
-        error: result.as_ref().err().map(FieldError::code),
+        error: result.as_ref().err(),
+        span,
     });
-    if attempts > 1 {
-        tracing::debug!(upstream = %up.name, attempts, "upstream call retried");
-    }
-    let outcome = result.as_ref().err().map_or("ok", FieldError::code);
-    METRICS.upstream_call(&up.name, outcome, start.elapsed());
-    if let Some(size) = batch_size {
-        METRICS.batch(size);
-    }
     result
 }
 
@@ -621,11 +591,6 @@ fn transport_error(up: &str, e: &reqwest::Error) -> FieldError {
         "the request failed"
     };
     FieldError::new(ErrorKind::Unavailable(why), Some(up)).with_detail(format!("{e:?}"))
-}
-
-/// Milliseconds, to the microsecond.
-fn ms(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 #[cfg(test)]

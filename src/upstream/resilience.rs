@@ -16,9 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::future::WeakShared;
-
-use super::CallFuture;
+use super::InFlight;
 use crate::{
     error::{ErrorKind, FieldError},
     sdl::Upstream,
@@ -38,7 +36,7 @@ pub struct Runtime {
     pub connections: tokio::sync::Semaphore,
     pub retries: u32,
     /// In-flight GETs shared across client requests, when the upstream opts in (`coalesce`).
-    pub coalesce: Option<Mutex<HashMap<String, WeakShared<CallFuture>>>>,
+    pub(crate) coalesce: Option<Mutex<HashMap<String, InFlight>>>,
     breaker: Mutex<Breaker>,
     budget: Mutex<f64>,
     breaker_failures: u32,
@@ -99,6 +97,14 @@ impl Runtime {
             };
         }
         Ok(())
+    }
+
+    /// The breaker's state, for `/metrics`.
+    pub fn breaker_state(&self) -> crate::metrics::BreakerState {
+        match *self.breaker.lock().expect("breaker lock poisoned") {
+            Breaker::Open { until } if Instant::now() < until => crate::metrics::BreakerState::Open,
+            _ => crate::metrics::BreakerState::Closed,
+        }
     }
 
     /// Feeds the breaker with a call's outcome.

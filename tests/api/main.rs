@@ -23,4 +23,5 @@ mod resilience;
 mod smoke;
 mod spec;
 mod support;
+mod telemetry;
 mod url_safety;

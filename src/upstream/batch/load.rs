@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 use tokio::{sync::oneshot, time::Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{BatchKey, Dispatch, Item, Queued, key_order, key_text};
 use crate::{
@@ -27,10 +28,12 @@ pub struct BatchLoader {
 
 impl Dispatch for BatchLoader {
     /// Sends in a task of its own, so a field that stops waiting (its own deadline) does
-    /// not cancel the other fields' keys.
+    /// not cancel the other fields' keys. The task keeps the request's log span; its calls
+    /// carry the request's trace in `self.trace`.
     fn dispatch(&self, keys: Vec<Queued>, ready: Instant) {
         let loader = self.clone();
-        tokio::spawn(async move { loader.send(keys, ready).await });
+        let span = tracing::Span::current();
+        tokio::spawn(async move { loader.send(keys, ready).await }.instrument(span));
     }
 }
 

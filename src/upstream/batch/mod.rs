@@ -367,6 +367,7 @@ mod tests {
             url: "http://127.0.0.1:9/p".parse().unwrap(),
             headers: Default::default(),
             body: None,
+            field: "T.p".into(),
             deadline: None,
         };
         Arc::new(BatchGroup {
