@@ -142,8 +142,8 @@ done = [l for l in done if l.get("fields", {}).get("message") == "request done"
         and l.get("span", {}).get("id") == nginx_id]
 assert done, "no request-done log line for " + nginx_id
 span = done[0]["span"]
-# The span names the path inside the prefix (the routes are nested under it).
-assert span["path"] == "/graphql", span
+# The span names the path as the client sent it, prefix included, as nginx's own log does.
+assert span["path"] == "/gw/graphql", span
 assert span["client"] == "127.0.0.2", f"forged X-Forwarded-For believed: {span}"
 print("ok: dashboard query through nginx; x-request-id", nginx_id, "reached Fanout; client", span["client"])
 PY
